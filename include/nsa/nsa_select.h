@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef NSA_SELECT_H
+#define NSA_SELECT_H
+
+#include "nsa_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* (operator declarations go here) */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NSA_SELECT_H */

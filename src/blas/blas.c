@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The GEMM backend: CBLAS (OpenBLAS) when the build found one, else the built-in GEMM. */
+#include "blas/blas.h"
+
+#ifdef NSA_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+/* The built-in GEMM: C rows are updated with axpy-shaped inner loops over contiguous j, which
+ * compilers vectorise; op(A) and op(B) are read through strides, blocked over k so that a
+ * block of B rows stays in cache. */
+#define BUILTIN_KB 128
+
+void nsa_sgemm_builtin(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                       float *c, int64_t ldc)
+{
+    int64_t i, j, kk, k0;
+    const int64_t a_rs = trans_a ? 1 : lda, a_cs = trans_a ? lda : 1;
+    for (i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f)
+            for (j = 0; j < n; j++)
+                ci[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (j = 0; j < n; j++)
+                ci[j] *= beta;
+    }
+    if (k == 0 || alpha == 0.0f)
+        return;
+    for (k0 = 0; k0 < k; k0 += BUILTIN_KB) {
+        int64_t k1 = k0 + BUILTIN_KB < k ? k0 + BUILTIN_KB : k;
+        for (i = 0; i < m; i++) {
+            float *ci = c + i * ldc;
+            const float *ai = a + i * a_rs;
+            for (kk = k0; kk < k1; kk++) {
+                const float aik = alpha * ai[kk * a_cs];
+                if (!trans_b) {
+                    const float *bk = b + kk * ldb;
+                    for (j = 0; j < n; j++)
+                        ci[j] += aik * bk[j];
+                } else {
+                    const float *bk = b + kk;
+                    for (j = 0; j < n; j++)
+                        ci[j] += aik * bk[j * ldb];
+                }
+            }
+        }
+    }
+}
+
+void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+               int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+#ifdef NSA_HAVE_CBLAS
+    if (k > 0) {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
+                    (int)lda, b, (int)ldb, beta, c, (int)ldc);
+        return;
+    }
+#endif
+    nsa_sgemm_builtin(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+const char *nsa_blas_name(void)
+{
+#ifdef NSA_HAVE_CBLAS
+    return "openblas";
+#else
+    return "builtin";
+#endif
+}

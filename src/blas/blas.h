@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The matmul-tile interface: row-major single-precision GEMM on one thread. */
+#ifndef NSA_BLAS_BLAS_H
+#define NSA_BLAS_BLAS_H
+
+#include <stdint.h>
+
+#include "core/internal.h"
+
+/* C = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or X^T (trans != 0).
+ * op(A) is M x K, op(B) is K x N. beta == 0 ignores C's prior contents (even NaN).
+ * Runs on the calling thread: libnsa owns parallelism. */
+NSA_INTERNAL void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                            float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                            float beta, float *c, int64_t ldc);
+
+/* The built-in blocked C GEMM (always compiled, so tests can compare it with CBLAS). */
+NSA_INTERNAL void nsa_sgemm_builtin(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                                    float alpha, const float *a, int64_t lda, const float *b,
+                                    int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* Name of the backend nsa_sgemm uses ("openblas" or "builtin"). */
+NSA_INTERNAL const char *nsa_blas_name(void);
+
+#endif /* NSA_BLAS_BLAS_H */

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The shared tiled online-softmax kernel (see attn_tile.h for the contract). */
+#include "kernel/attn_tile.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "blas/blas.h"
+#include "dtype/convert.h"
+#include "kernel/simd.h"
+
+/* Scratch carving, in floats, each part 64-byte aligned. */
+typedef struct tile_scratch {
+    float *q;   /* [m][d]     packed queries */
+    float *kt;  /* [d][kc]    keys, d-major, so Q.K^T is an NN GEMM */
+    float *v;   /* [kc][dv]   values */
+    float *s;   /* [m][kc]    scores, then probabilities */
+    float *o;   /* [m][dv]    unnormalised output accumulator */
+    float *mx;  /* [m]        running max */
+    float *sum; /* [m]        running sum */
+    float *row; /* [max(d, dv)] one converted row */
+} tile_scratch;
+
+static size_t part(size_t floats)
+{
+    return nsa_align64(floats * sizeof(float));
+}
+
+size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk)
+{
+    size_t kc = (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK);
+    size_t mm = (size_t)(m > 0 ? m : 1), dd = (size_t)(d > 0 ? d : 1);
+    size_t vv = (size_t)(dv > 0 ? dv : 1);
+    return part(mm * dd) + part(dd * kc) + part(kc * vv) + part(mm * kc) + part(mm * vv) +
+           2 * part(mm) + part(dd > vv ? dd : vv);
+}
+
+static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t kc)
+{
+    tile_scratch t;
+    char *p = (char *)base;
+    size_t mm = (size_t)m, dd = (size_t)d, vv = (size_t)dv;
+    t.q = (float *)p;
+    p += part(mm * dd);
+    t.kt = (float *)p;
+    p += part(dd * (size_t)kc);
+    t.v = (float *)p;
+    p += part((size_t)kc * vv);
+    t.s = (float *)p;
+    p += part(mm * (size_t)kc);
+    t.o = (float *)p;
+    p += part(mm * vv);
+    t.mx = (float *)p;
+    p += part(mm);
+    t.sum = (float *)p;
+    p += part(mm);
+    t.row = (float *)p;
+    return t;
+}
+
+/* Convert one K or V row (channels at col_stride) to fp32, dequantising int8. */
+static void load_row(const nsa_attn_tile *tile, const nsa_dequant *dq, const void *src,
+                     int64_t col_stride, float *dst, int32_t n)
+{
+    if (tile->kv_dtype == NSA_DTYPE_I8)
+        nsa_load_i8_dequant((const int8_t *)src, col_stride, dq->scale, dq->scale_stride,
+                            dq->offset, dq->offset_stride, dst, n);
+    else
+        nsa_load_f32(src, tile->kv_dtype, col_stride, dst, n);
+}
+
+static void pack_chunk(const nsa_attn_tile *tile, const nsa_kv_block *blk, int32_t j0, int32_t n,
+                       int32_t kc, tile_scratch *sc)
+{
+    const size_t esize = nsa_dtype_size(tile->kv_dtype);
+    int32_t j, c;
+    for (j = 0; j < n; j++) {
+        const char *krow = (const char *)blk->k + (int64_t)(j0 + j) * blk->k_row_stride * (int64_t)esize;
+        const char *vrow = (const char *)blk->v + (int64_t)(j0 + j) * blk->v_row_stride * (int64_t)esize;
+        load_row(tile, &tile->k_dequant, krow, blk->k_col_stride, sc->row, tile->d);
+        for (c = 0; c < tile->d; c++)
+            sc->kt[(size_t)c * (size_t)kc + (size_t)j] = sc->row[c];
+        load_row(tile, &tile->v_dequant, vrow, blk->v_col_stride, sc->v + (size_t)j * (size_t)tile->dv,
+                 tile->dv);
+    }
+}
+
+/* Online-softmax update of every row with the n probabilities-to-be in s. */
+static void softmax_update(const nsa_attn_tile *tile, int32_t n, int32_t kc, tile_scratch *sc)
+{
+    int32_t r;
+    for (r = 0; r < tile->m; r++) {
+        float *s = sc->s + (size_t)r * (size_t)kc;
+        float m_old = sc->mx[r];
+        float m_new = nsa_vmax(s, n);
+        float alpha;
+        if (m_new < m_old || m_new != m_new)
+            m_new = m_old;
+        if (m_new == -INFINITY) {
+            /* nothing seen yet: every probability of this chunk is 0 */
+            memset(s, 0, (size_t)n * sizeof(float));
+            continue;
+        }
+        alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+        sc->sum[r] = sc->sum[r] * alpha + nsa_vexp_sum(s, n, m_new);
+        sc->mx[r] = m_new;
+        if (alpha != 1.0f)
+            nsa_vscale(sc->o + (size_t)r * (size_t)tile->dv, tile->dv, alpha);
+    }
+}
+
+static void finish(const nsa_attn_tile *tile, tile_scratch *sc)
+{
+    int32_t r;
+    for (r = 0; r < tile->m; r++) {
+        float *o = sc->o + (size_t)r * (size_t)tile->dv;
+        float l = sc->sum[r];
+        if (l == 0.0f) {
+            memset(o, 0, (size_t)tile->dv * sizeof(float));
+            if (tile->row_max)
+                tile->row_max[r] = sc->mx[r];
+            if (tile->row_sum)
+                tile->row_sum[r] = 0.0f;
+            if (tile->row_lse)
+                tile->row_lse[r] = -INFINITY;
+        } else {
+            nsa_vscale(o, tile->dv, 1.0f / l);
+            if (tile->row_max)
+                tile->row_max[r] = sc->mx[r];
+            if (tile->row_sum)
+                tile->row_sum[r] = l;
+            if (tile->row_lse)
+                tile->row_lse[r] = sc->mx[r] + logf(l);
+        }
+        nsa_store_f32(o, tile->o_rows[r], tile->o_dtype, tile->o_col_stride, tile->dv,
+                      NSA_ROUND_NEAREST_EVEN);
+    }
+}
+
+void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
+{
+    const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
+    tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc);
+    int32_t r, b;
+
+    for (r = 0; r < tile->m; r++) {
+        nsa_load_f32(tile->q_rows[r], tile->q_dtype, tile->q_col_stride,
+                     sc.q + (size_t)r * (size_t)tile->d, tile->d);
+        sc.mx[r] = -INFINITY;
+        sc.sum[r] = 0.0f;
+    }
+    memset(sc.o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
+
+    for (b = 0; b < tile->nblocks; b++) {
+        const nsa_kv_block *blk = &tile->blocks[b];
+        int32_t j0;
+        for (j0 = 0; j0 < blk->len; j0 += kc) {
+            int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
+            pack_chunk(tile, blk, j0, n, kc, &sc);
+            /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
+            nsa_sgemm(0, 0, tile->m, n, tile->d, tile->scale, sc.q, tile->d, sc.kt, kc, 0.0f,
+                      sc.s, kc);
+            if (tile->score_hook)
+                tile->score_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
+            if (tile->mask_hook && (blk->flags & NSA_KV_BLOCK_PARTIAL))
+                tile->mask_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
+            softmax_update(tile, n, kc, &sc);
+            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, sc.v, tile->dv, 1.0f, sc.o,
+                      tile->dv);
+        }
+    }
+    finish(tile, &sc);
+}

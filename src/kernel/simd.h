@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Vectorised row primitives of the softmax, chosen at run time (AVX-512 or portable C). */
+#ifndef NSA_KERNEL_SIMD_H
+#define NSA_KERNEL_SIMD_H
+
+#include <stdint.h>
+
+#include "core/internal.h"
+
+/* "avx512" or "portable": the path the row primitives take on this CPU. */
+NSA_INTERNAL const char *nsa_simd_name(void);
+/* 1 when the AVX-512 (F, BW, VL, DQ) paths can run on this CPU. */
+NSA_INTERNAL int nsa_cpu_has_avx512(void);
+
+/* Largest of x[0..n) (-INFINITY for n == 0). NaN elements are ignored here; they still
+ * propagate through exp into the row's sum. */
+NSA_INTERNAL float nsa_vmax(const float *x, int64_t n);
+/* x[i] = exp(x[i] - m) in place; returns the sum of the results (fixed lane order). */
+NSA_INTERNAL float nsa_vexp_sum(float *x, int64_t n, float m);
+/* y[i] *= a */
+NSA_INTERNAL void nsa_vscale(float *y, int64_t n, float a);
+
+#endif /* NSA_KERNEL_SIMD_H */
