@@ -49,6 +49,13 @@ void nsa_sgemm_builtin(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
     }
 }
 
+static int g_force_builtin;
+
+void nsa_blas_force_builtin(int on)
+{
+    g_force_builtin = on;
+}
+
 void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                int64_t ldc)
@@ -56,7 +63,7 @@ void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
     if (m <= 0 || n <= 0)
         return;
 #ifdef NSA_HAVE_CBLAS
-    if (k > 0) {
+    if (k > 0 && !g_force_builtin) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
                     (int)lda, b, (int)ldb, beta, c, (int)ldc);
