@@ -319,12 +319,16 @@ TARGET_AVX2 static __m256i f32_to_f16_int_avx2(__m256i x, int away)
     return _mm256_or_si256(h, sign);
 }
 
-/* f32 bits -> bf16 bits in 32-bit lanes, rounding as nsa_f32_to_bf16. */
+/* f32 bits -> bf16 bits in 32-bit lanes, rounding as nsa_f32_to_bf16: adding 0x8000 (ties
+ * away) or 0x7fff + the kept lsb (ties to even) carries into the kept bits exactly when
+ * round_bits() rounds up; finite values cannot carry out of 32 bits. */
 TARGET_AVX2 static __m256i f32_to_bf16_int_avx2(__m256i x, int away)
 {
     __m256i q = _mm256_srli_epi32(x, 16);
-    __m256i r = _mm256_and_si256(x, _mm256_set1_epi32(0xffff));
-    __m256i h = round_up_avx2(q, r, _mm256_set1_epi32(0x8000), away);
+    __m256i bias = away ? _mm256_set1_epi32(0x8000)
+                        : _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+                                           _mm256_and_si256(q, _mm256_set1_epi32(1)));
+    __m256i h = _mm256_srli_epi32(_mm256_add_epi32(x, bias), 16);
     __m256i ax = _mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff));
     __m256i nan = _mm256_cmpgt_epi32(ax, _mm256_set1_epi32(0x7f800000));
     return _mm256_blendv_epi8(h, _mm256_or_si256(q, _mm256_set1_epi32(0x40)), nan);
@@ -432,11 +436,15 @@ TARGET_AVX2 static void dequant_avx2(const int8_t *src, const float *scale, int6
                          dst + i, n - i);
 }
 
-/* ---- AVX-512: the same arithmetic on 16 lanes; tails use masked loads and stores ---- */
+/* ---- AVX-512: the same arithmetic on 16 lanes. Each row op is a chunk function taking a
+ * lane mask, inlined twice: unmasked (constant mask) for the body, masked for the tail. ---- */
+
+#define INLINE_AVX512 TARGET_AVX512 static inline __attribute__((always_inline))
+#define FULL ((__mmask16)0xffffu)
 
 static __mmask16 tail_mask(int64_t left)
 {
-    return (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+    return (__mmask16)((1u << left) - 1u);
 }
 
 TARGET_AVX512 static __m512i round_up_avx512(__m512i q, __m512i r, __m512i half, int away)
@@ -478,56 +486,68 @@ TARGET_AVX512 static __m512i f32_to_f16_int_avx512(__m512i x, int away)
     return _mm512_or_si512(q, sign);
 }
 
+/* As f32_to_bf16_int_avx2. */
 TARGET_AVX512 static __m512i f32_to_bf16_int_avx512(__m512i x, int away)
 {
     __m512i q = _mm512_srli_epi32(x, 16);
-    __m512i r = _mm512_and_si512(x, _mm512_set1_epi32(0xffff));
-    __m512i h = round_up_avx512(q, r, _mm512_set1_epi32(0x8000), away);
+    __m512i bias = away ? _mm512_set1_epi32(0x8000)
+                        : _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                           _mm512_and_si512(q, _mm512_set1_epi32(1)));
+    __m512i h = _mm512_srli_epi32(_mm512_add_epi32(x, bias), 16);
     __m512i ax = _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff));
     return _mm512_mask_or_epi32(h, _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x7f800000)),
                                 q, _mm512_set1_epi32(0x40));
 }
 
+INLINE_AVX512 void load_chunk_avx512(const void *src, nsa_dtype dt, float *dst, __mmask16 k)
+{
+    __m512i x;
+    if (dt == NSA_DTYPE_F16) {
+        _mm512_mask_storeu_ps(dst, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, src)));
+        return;
+    }
+    if (dt == NSA_DTYPE_BF16) {
+        x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, src)), 16);
+        x = _mm512_mask_or_epi32(
+            x,
+            _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                    _mm512_set1_epi32(0x7f800000)),
+            x, _mm512_set1_epi32(0x400000)); /* quiet NaN, as nsa_bf16_to_f32 */
+        _mm512_mask_storeu_ps(dst, k, _mm512_castsi512_ps(x));
+        return;
+    }
+    x = dt == NSA_DTYPE_I8 ? _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, src))
+                           : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, src));
+    _mm512_mask_storeu_ps(dst, k, _mm512_cvtepi32_ps(x));
+}
+
 TARGET_AVX512 static int load_avx512(const void *src, nsa_dtype dt, float *dst, int64_t n)
 {
-    int64_t i;
-    switch (dt) {
-    case NSA_DTYPE_F16: {
-        const uint16_t *s = (const uint16_t *)src;
-        for (i = 0; i < n; i += 16) {
-            __mmask16 k = tail_mask(n - i);
-            _mm512_mask_storeu_ps(dst + i, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, s + i)));
-        }
-        return 1;
-    }
-    case NSA_DTYPE_BF16: {
-        const uint16_t *s = (const uint16_t *)src;
-        for (i = 0; i < n; i += 16) {
-            __mmask16 k = tail_mask(n - i);
-            __m512i x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, s + i)), 16);
-            __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
-                                                    _mm512_set1_epi32(0x7f800000));
-            x = _mm512_mask_or_epi32(x, nan, x, _mm512_set1_epi32(0x400000));
-            _mm512_mask_storeu_ps(dst + i, k, _mm512_castsi512_ps(x));
-        }
-        return 1;
-    }
-    case NSA_DTYPE_I8:
-    case NSA_DTYPE_U8:
-    case NSA_DTYPE_BOOL: {
-        const uint8_t *s = (const uint8_t *)src;
-        int sgn = dt == NSA_DTYPE_I8;
-        for (i = 0; i < n; i += 16) {
-            __mmask16 k = tail_mask(n - i);
-            __m128i b = _mm_maskz_loadu_epi8(k, s + i);
-            __m512i x = sgn ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
-            _mm512_mask_storeu_ps(dst + i, k, _mm512_cvtepi32_ps(x));
-        }
-        return 1;
-    }
-    default:
+    const char *s = (const char *)src;
+    size_t es = nsa_dtype_size(dt);
+    int64_t i = 0;
+    if (dt != NSA_DTYPE_F16 && dt != NSA_DTYPE_BF16 && dt != NSA_DTYPE_I8 &&
+        dt != NSA_DTYPE_U8 && dt != NSA_DTYPE_BOOL)
         return 0;
-    }
+    for (; i + 16 <= n; i += 16)
+        load_chunk_avx512(s + i * (int64_t)es, dt, dst + i, FULL);
+    if (i < n)
+        load_chunk_avx512(s + i * (int64_t)es, dt, dst + i, tail_mask(n - i));
+    return 1;
+}
+
+INLINE_AVX512 void store_chunk_avx512(const float *src, uint16_t *d, nsa_dtype dt, int away,
+                                      __mmask16 k)
+{
+    __m512 v = _mm512_maskz_loadu_ps(k, src);
+    __m256i h;
+    if (dt == NSA_DTYPE_F16 && !away)
+        h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    else if (dt == NSA_DTYPE_F16)
+        h = _mm512_cvtepi32_epi16(f32_to_f16_int_avx512(_mm512_castps_si512(v), 1));
+    else
+        h = _mm512_cvtepi32_epi16(f32_to_bf16_int_avx512(_mm512_castps_si512(v), away));
+    _mm256_mask_storeu_epi16(d, k, h);
 }
 
 TARGET_AVX512 static int store_avx512(const float *src, void *dst, nsa_dtype dt, int64_t n,
@@ -535,41 +555,42 @@ TARGET_AVX512 static int store_avx512(const float *src, void *dst, nsa_dtype dt,
 {
     int away = rounding == NSA_ROUND_NEAREST_AWAY;
     uint16_t *d = (uint16_t *)dst;
-    int64_t i;
+    int64_t i = 0;
     if (dt != NSA_DTYPE_F16 && dt != NSA_DTYPE_BF16)
         return 0;
-    for (i = 0; i < n; i += 16) {
-        __mmask16 k = tail_mask(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(k, src + i);
-        __m256i h;
-        if (dt == NSA_DTYPE_F16 && !away)
-            h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        else if (dt == NSA_DTYPE_F16)
-            h = _mm512_cvtepi32_epi16(f32_to_f16_int_avx512(_mm512_castps_si512(v), 1));
-        else
-            h = _mm512_cvtepi32_epi16(f32_to_bf16_int_avx512(_mm512_castps_si512(v), away));
-        _mm256_mask_storeu_epi16(d + i, k, h);
-    }
+    for (; i + 16 <= n; i += 16)
+        store_chunk_avx512(src + i, d + i, dt, away, FULL);
+    if (i < n)
+        store_chunk_avx512(src + i, d + i, dt, away, tail_mask(n - i));
     return 1;
 }
 
-TARGET_AVX512 static __m512 param_avx512(const float *p, int64_t ps, int64_t i, __mmask16 k)
+INLINE_AVX512 __m512 param_avx512(const float *p, int64_t ps, __mmask16 k)
 {
     if (!p)
         return _mm512_setzero_ps();
-    return ps ? _mm512_maskz_loadu_ps(k, p + i) : _mm512_set1_ps(p[0]);
+    return ps ? _mm512_maskz_loadu_ps(k, p) : _mm512_set1_ps(p[0]);
+}
+
+INLINE_AVX512 void dequant_chunk_avx512(const int8_t *src, const float *scale, int64_t ss,
+                                        const float *offset, int64_t os, float *dst,
+                                        __mmask16 k)
+{
+    __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, src)));
+    x = _mm512_add_ps(x, param_avx512(offset, os, k)); /* no FMA: the scalar path rounds twice */
+    _mm512_mask_storeu_ps(dst, k, _mm512_mul_ps(x, param_avx512(scale, ss, k)));
 }
 
 TARGET_AVX512 static void dequant_avx512(const int8_t *src, const float *scale, int64_t ss,
                                          const float *offset, int64_t os, float *dst, int64_t n)
 {
-    int64_t i;
-    for (i = 0; i < n; i += 16) {
-        __mmask16 k = tail_mask(n - i);
-        __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, src + i)));
-        x = _mm512_add_ps(x, param_avx512(offset, os, i, k));
-        _mm512_mask_storeu_ps(dst + i, k, _mm512_mul_ps(x, param_avx512(scale, ss, i, k)));
-    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        dequant_chunk_avx512(src + i, scale + i * ss, ss, offset ? offset + i * os : NULL, os,
+                             dst + i, FULL);
+    if (i < n)
+        dequant_chunk_avx512(src + i, scale + i * ss, ss, offset ? offset + i * os : NULL, os,
+                             dst + i, tail_mask(n - i));
 }
 #endif /* NSA_X86 */
 
