@@ -87,8 +87,8 @@ uint16_t nsa_f32_to_f16(float value, nsa_rounding rounding)
                                             1u << (shift - 1), rounding));
     }
     /* A carry out of the mantissa bumps the exponent, up to infinity: both are correct. */
-    return (uint16_t)(sign | round_bits(((uint32_t)e << 10) | (mant >> 13), mant & 0x1fffu,
-                                        0x1000u, rounding));
+    return (uint16_t)(sign | round_bits(((uint32_t)e << 10) | (mant >> 13), mant & 0x1fffu, 0x1000u,
+                                        rounding));
 }
 
 uint16_t nsa_f32_to_bf16(float value, nsa_rounding rounding)
@@ -297,8 +297,7 @@ TARGET_AVX2 static __m256i f32_to_f16_int_avx2(__m256i x, int away)
     __m256i m24 = _mm256_or_si256(_mm256_and_si256(ax, _mm256_set1_epi32(0x7fffff)),
                                   _mm256_set1_epi32(0x800000));
     __m256i sh = _mm256_min_epi32(
-        _mm256_sub_epi32(_mm256_set1_epi32(126), _mm256_srli_epi32(ax, 23)),
-        _mm256_set1_epi32(25));
+        _mm256_sub_epi32(_mm256_set1_epi32(126), _mm256_srli_epi32(ax, 23)), _mm256_set1_epi32(25));
     __m256i one = _mm256_set1_epi32(1);
     __m256i sq = _mm256_srlv_epi32(m24, sh);
     __m256i sr = _mm256_and_si256(m24, _mm256_sub_epi32(_mm256_sllv_epi32(one, sh), one));
@@ -311,9 +310,9 @@ TARGET_AVX2 static __m256i f32_to_f16_int_avx2(__m256i x, int away)
     /* |x| >= 65536 (and inf) -> inf; NaN -> quiet NaN with the top payload bits */
     __m256i big = _mm256_cmpgt_epi32(ax, _mm256_set1_epi32(0x477fffff));
     __m256i nan = _mm256_cmpgt_epi32(ax, _mm256_set1_epi32(0x7f800000));
-    __m256i qnan = _mm256_or_si256(_mm256_set1_epi32(0x7e00),
-                                   _mm256_and_si256(_mm256_srli_epi32(ax, 13),
-                                                    _mm256_set1_epi32(0x3ff)));
+    __m256i qnan =
+        _mm256_or_si256(_mm256_set1_epi32(0x7e00),
+                        _mm256_and_si256(_mm256_srli_epi32(ax, 13), _mm256_set1_epi32(0x3ff)));
     h = _mm256_blendv_epi8(h, _mm256_set1_epi32(0x7c00), big);
     h = _mm256_blendv_epi8(h, qnan, nan);
     return _mm256_or_si256(h, sign);
@@ -393,20 +392,20 @@ TARGET_AVX2 static int store_avx2(const float *src, void *dst, nsa_dtype dt, int
     if (dt == NSA_DTYPE_F16) {
         if (!away)
             for (; i + 8 <= n; i += 8)
-                _mm_storeu_si128((__m128i *)(d + i),
-                                 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+                _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                                                     _MM_FROUND_TO_NEAREST_INT));
         else
             for (; i + 8 <= n; i += 8)
-                store_u16x8_avx2(d + i, f32_to_f16_int_avx2(
-                                            _mm256_castps_si256(_mm256_loadu_ps(src + i)), 1));
+                store_u16x8_avx2(
+                    d + i, f32_to_f16_int_avx2(_mm256_castps_si256(_mm256_loadu_ps(src + i)), 1));
         for (; i < n; i++)
             d[i] = nsa_f32_to_f16(src[i], rounding);
         return 1;
     }
     if (dt == NSA_DTYPE_BF16) {
         for (; i + 8 <= n; i += 8)
-            store_u16x8_avx2(d + i, f32_to_bf16_int_avx2(
-                                        _mm256_castps_si256(_mm256_loadu_ps(src + i)), away));
+            store_u16x8_avx2(
+                d + i, f32_to_bf16_int_avx2(_mm256_castps_si256(_mm256_loadu_ps(src + i)), away));
         for (; i < n; i++)
             d[i] = nsa_f32_to_bf16(src[i], rounding);
         return 1;
@@ -427,7 +426,8 @@ TARGET_AVX2 static void dequant_avx2(const int8_t *src, const float *scale, int6
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(src + i))));
+        __m256 x =
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(src + i))));
         x = _mm256_add_ps(x, param_avx2(offset, os, i)); /* no FMA: the scalar path rounds twice */
         _mm256_storeu_ps(dst + i, _mm256_mul_ps(x, param_avx2(scale, ss, i)));
     }
@@ -468,9 +468,9 @@ TARGET_AVX512 static __m512i f32_to_f16_int_avx512(__m512i x, int away)
     if (is_sub) {
         __m512i m24 = _mm512_or_si512(_mm512_and_si512(ax, _mm512_set1_epi32(0x7fffff)),
                                       _mm512_set1_epi32(0x800000));
-        __m512i sh = _mm512_min_epi32(
-            _mm512_sub_epi32(_mm512_set1_epi32(126), _mm512_srli_epi32(ax, 23)),
-            _mm512_set1_epi32(25));
+        __m512i sh =
+            _mm512_min_epi32(_mm512_sub_epi32(_mm512_set1_epi32(126), _mm512_srli_epi32(ax, 23)),
+                             _mm512_set1_epi32(25));
         q = _mm512_mask_srlv_epi32(q, is_sub, m24, sh);
         r = _mm512_mask_and_epi32(r, is_sub, m24,
                                   _mm512_sub_epi32(_mm512_sllv_epi32(one, sh), one));
@@ -479,10 +479,9 @@ TARGET_AVX512 static __m512i f32_to_f16_int_avx512(__m512i x, int away)
     q = round_up_avx512(q, r, half, away);
     q = _mm512_mask_mov_epi32(q, _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x477fffff)),
                               _mm512_set1_epi32(0x7c00));
-    q = _mm512_mask_or_epi32(
-        q, _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x7f800000)),
-        _mm512_set1_epi32(0x7e00),
-        _mm512_and_si512(_mm512_srli_epi32(ax, 13), _mm512_set1_epi32(0x3ff)));
+    q = _mm512_mask_or_epi32(q, _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x7f800000)),
+                             _mm512_set1_epi32(0x7e00),
+                             _mm512_and_si512(_mm512_srli_epi32(ax, 13), _mm512_set1_epi32(0x3ff)));
     return _mm512_or_si512(q, sign);
 }
 
@@ -495,8 +494,8 @@ TARGET_AVX512 static __m512i f32_to_bf16_int_avx512(__m512i x, int away)
                                            _mm512_and_si512(q, _mm512_set1_epi32(1)));
     __m512i h = _mm512_srli_epi32(_mm512_add_epi32(x, bias), 16);
     __m512i ax = _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff));
-    return _mm512_mask_or_epi32(h, _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x7f800000)),
-                                q, _mm512_set1_epi32(0x40));
+    return _mm512_mask_or_epi32(h, _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x7f800000)), q,
+                                _mm512_set1_epi32(0x40));
 }
 
 INLINE_AVX512 void load_chunk_avx512(const void *src, nsa_dtype dt, float *dst, __mmask16 k)
@@ -526,8 +525,8 @@ TARGET_AVX512 static int load_avx512(const void *src, nsa_dtype dt, float *dst, 
     const char *s = (const char *)src;
     size_t es = nsa_dtype_size(dt);
     int64_t i = 0;
-    if (dt != NSA_DTYPE_F16 && dt != NSA_DTYPE_BF16 && dt != NSA_DTYPE_I8 &&
-        dt != NSA_DTYPE_U8 && dt != NSA_DTYPE_BOOL)
+    if (dt != NSA_DTYPE_F16 && dt != NSA_DTYPE_BF16 && dt != NSA_DTYPE_I8 && dt != NSA_DTYPE_U8 &&
+        dt != NSA_DTYPE_BOOL)
         return 0;
     for (; i + 16 <= n; i += 16)
         load_chunk_avx512(s + i * (int64_t)es, dt, dst + i, FULL);
@@ -573,8 +572,7 @@ INLINE_AVX512 __m512 param_avx512(const float *p, int64_t ps, __mmask16 k)
 }
 
 INLINE_AVX512 void dequant_chunk_avx512(const int8_t *src, const float *scale, int64_t ss,
-                                        const float *offset, int64_t os, float *dst,
-                                        __mmask16 k)
+                                        const float *offset, int64_t os, float *dst, __mmask16 k)
 {
     __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, src)));
     x = _mm512_add_ps(x, param_avx512(offset, os, k)); /* no FMA: the scalar path rounds twice */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dtype/convert.h"
+#include "test_status.h"
 #include "test_util.h"
 
 static uint32_t bits_of(float f)
@@ -104,8 +105,8 @@ static void check_narrow(float x, uint16_t got, nsa_dtype dt, nsa_rounding mode,
         uint16_t want = is_f16 ? (uint16_t)(sign | 0x7e00u | ((xb >> 13) & 0x3ffu))
                                : (uint16_t)((xb >> 16) | 0x40u);
         if (got != want)
-            fail_msg("%s %s(NaN 0x%08x) = 0x%04x, want 0x%04x", path, nsa_dtype_name(dt), xb,
-                     got, want);
+            fail_msg("%s %s(NaN 0x%08x) = 0x%04x, want 0x%04x", path, nsa_dtype_name(dt), xb, got,
+                     want);
         return;
     }
     {
@@ -136,17 +137,17 @@ static void check_widen(uint16_t h, float got, nsa_dtype dt, const char *path)
     if ((h & e_mask) == e_mask && (h & m_mask)) {
         /* NaN: quiet, same sign, payload bits moved to the top of the f32 payload */
         int shift = is_f16 ? 13 : 16;
-        uint32_t want = ((uint32_t)(h & 0x8000u) << 16) | 0x7fc00000u |
-                        ((uint32_t)(h & m_mask) << shift);
+        uint32_t want =
+            ((uint32_t)(h & 0x8000u) << 16) | 0x7fc00000u | ((uint32_t)(h & m_mask) << shift);
         if (gb != want)
-            fail_msg("%s %s 0x%04x -> 0x%08x, want quiet NaN 0x%08x", path, nsa_dtype_name(dt),
-                     h, gb, want);
+            fail_msg("%s %s 0x%04x -> 0x%08x, want quiet NaN 0x%08x", path, nsa_dtype_name(dt), h,
+                     gb, want);
         return;
     }
     {
         double want = (h & e_mask) == e_mask ? ((h & 0x8000u) ? -INFINITY : INFINITY)
-                      : is_f16             ? ref_f16(h)
-                                           : ref_bf16(h);
+                      : is_f16               ? ref_f16(h)
+                                             : ref_bf16(h);
         if ((double)got != want || (gb >> 31) != (uint32_t)(h >> 15))
             fail_msg("%s %s 0x%04x -> %.9g (0x%08x), want %.9g", path, nsa_dtype_name(dt), h,
                      (double)got, gb, want);
@@ -168,7 +169,8 @@ static void widen_all_patterns(void **state)
         h[i] = (uint16_t)i;
     for (d = 0; d < 2; d++) {
         for (i = 0; i < 65536; i++)
-            check_widen(h[i], dts[d] == NSA_DTYPE_F16 ? nsa_f16_to_f32(h[i]) : nsa_bf16_to_f32(h[i]),
+            check_widen(h[i],
+                        dts[d] == NSA_DTYPE_F16 ? nsa_f16_to_f32(h[i]) : nsa_bf16_to_f32(h[i]),
                         dts[d], "scalar");
         for (k = 0; k < g_nisas; k++) {
             nsa_convert_set_isa(g_isas[k]);
@@ -178,14 +180,14 @@ static void widen_all_patterns(void **state)
                 check_widen(h[i], f[i], dts[d], path);
         }
         /* nsa_convert, strided source (the portable path) */
-        assert_int_equal(nsa_convert(h, dts[d], 1, f, NSA_DTYPE_F32, 1, 65536,
-                                     NSA_ROUND_NEAREST_EVEN),
-                         NSA_SUCCESS);
+        assert_int_equal(
+            nsa_convert(h, dts[d], 1, f, NSA_DTYPE_F32, 1, 65536, NSA_ROUND_NEAREST_EVEN),
+            NSA_SUCCESS);
         for (i = 0; i < 65536; i++)
             check_widen(h[i], f[i], dts[d], "nsa_convert");
-        assert_int_equal(nsa_convert(h, dts[d], 2, f, NSA_DTYPE_F32, 1, 32768,
-                                     NSA_ROUND_NEAREST_EVEN),
-                         NSA_SUCCESS);
+        assert_int_equal(
+            nsa_convert(h, dts[d], 2, f, NSA_DTYPE_F32, 1, 32768, NSA_ROUND_NEAREST_EVEN),
+            NSA_SUCCESS);
         for (i = 0; i < 32768; i++)
             check_widen(h[2 * i], f[i], dts[d], "nsa_convert stride 2");
     }
@@ -328,10 +330,9 @@ static void narrow_edge_cases(void **state)
         {0x7f7fffffu, 0x7c00, 0x7c00}, /* FLT_MAX */
     };
     static const edge bf16[] = {
-        {0x00000000u, 0x0000, 0x0000}, {0x80000000u, 0x8000, 0x8000},
-        {0x7f800000u, 0x7f80, 0x7f80}, {0xff800000u, 0xff80, 0xff80},
-        {0x7f800001u, 0x7fc0, 0x7fc0}, /* signalling NaN -> quiet */
-        {0xff810000u, 0xffc1, 0xffc1}, /* sign and payload kept */
+        {0x00000000u, 0x0000, 0x0000}, {0x80000000u, 0x8000, 0x8000}, {0x7f800000u, 0x7f80, 0x7f80},
+        {0xff800000u, 0xff80, 0xff80}, {0x7f800001u, 0x7fc0, 0x7fc0}, /* signalling NaN -> quiet */
+        {0xff810000u, 0xffc1, 0xffc1},                                /* sign and payload kept */
         {0x00000001u, 0x0000, 0x0000}, /* f32 subnormal, far below half a bf16 ulp */
         {0x00008000u, 0x0000, 0x0001}, /* tie between 0 and the smallest bf16 subnormal */
         {0x00018000u, 0x0002, 0x0002}, /* tie, odd below */
@@ -369,8 +370,8 @@ static void narrow_edge_cases(void **state)
             if (r[0] != bf16[i].even || r[1] != bf16[i].away ||
                 nsa_f32_to_bf16(x, NSA_ROUND_NEAREST_EVEN) != bf16[i].even ||
                 nsa_f32_to_bf16(x, NSA_ROUND_NEAREST_AWAY) != bf16[i].away)
-                fail_msg("isa %d: bf16(0x%08x) = 0x%04x / 0x%04x, want 0x%04x / 0x%04x",
-                         g_isas[k], bf16[i].in, r[0], r[1], bf16[i].even, bf16[i].away);
+                fail_msg("isa %d: bf16(0x%08x) = 0x%04x / 0x%04x, want 0x%04x / 0x%04x", g_isas[k],
+                         bf16[i].in, r[0], r[1], bf16[i].even, bf16[i].away);
             check_narrow(x, r[0], NSA_DTYPE_BF16, NSA_ROUND_NEAREST_EVEN, "edge");
             check_narrow(x, r[1], NSA_DTYPE_BF16, NSA_ROUND_NEAREST_AWAY, "edge");
         }
@@ -401,9 +402,9 @@ static int ref_quant(double x)
 
 static void int8_quant(void **state)
 {
-    static const float xs[] = {0.0f,   -0.0f,  0.49999997f, 0.5f,    1.5f,     2.5f,   -2.5f,
-                               -3.5f,  126.5f, 127.0f,      127.49f, 127.5f,   128.0f, 1e30f,
-                               -127.5f, -128.0f, -128.5f,   -129.0f, -1e30f,   3.25f,  -0.75f};
+    static const float xs[] = {0.0f,    -0.0f,   0.49999997f, 0.5f,    1.5f,   2.5f,   -2.5f,
+                               -3.5f,   126.5f,  127.0f,      127.49f, 127.5f, 128.0f, 1e30f,
+                               -127.5f, -128.0f, -128.5f,     -129.0f, -1e30f, 3.25f,  -0.75f};
     const size_t n = sizeof xs / sizeof xs[0];
     float v[32];
     int8_t got[64];
@@ -568,11 +569,12 @@ static void vector_matches_portable(void **state)
                 }
             }
             nsa_convert_set_isa(NSA_CVT_PORTABLE);
-            nsa_load_i8_dequant((const int8_t *)raw + 1, s, param + 7, s % 2, param + 3, s / 2, ref, n);
+            nsa_load_i8_dequant((const int8_t *)raw + 1, s, param + 7, s % 2, param + 3, s / 2, ref,
+                                n);
             for (k = 1; k < g_nisas; k++) {
                 nsa_convert_set_isa(g_isas[k]);
-                nsa_load_i8_dequant((const int8_t *)raw + 1, s, param + 7, s % 2, param + 3, s / 2, got,
-                                    n);
+                nsa_load_i8_dequant((const int8_t *)raw + 1, s, param + 7, s % 2, param + 3, s / 2,
+                                    got, n);
                 if (memcmp(ref, got, (size_t)n * sizeof(float)) != 0)
                     fail_msg("dequant n=%lld stride=%lld: isa %d differs", (long long)n,
                              (long long)s, g_isas[k]);
@@ -600,37 +602,30 @@ static void convert_pairs(void **state)
     (void)state;
     test_rng_seed(&rng, 3);
     fill_mixed(v, 300, &rng);
-    assert_int_equal(nsa_convert(v, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 2, 300,
-                                 NSA_ROUND_NEAREST_AWAY),
-                     NSA_SUCCESS);
+    assert_int_equal(
+        nsa_convert(v, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 2, 300, NSA_ROUND_NEAREST_AWAY),
+        NSA_SUCCESS);
     for (i = 0; i < 300; i++)
         assert_int_equal(h[2 * i], nsa_f32_to_f16(v[i], NSA_ROUND_NEAREST_AWAY));
     /* f16 -> bf16 goes through f32 exactly */
-    assert_int_equal(nsa_convert(h, NSA_DTYPE_F16, 2, h + 1, NSA_DTYPE_BF16, 2, 300,
-                                 NSA_ROUND_NEAREST_EVEN),
-                     NSA_SUCCESS);
+    assert_int_equal(
+        nsa_convert(h, NSA_DTYPE_F16, 2, h + 1, NSA_DTYPE_BF16, 2, 300, NSA_ROUND_NEAREST_EVEN),
+        NSA_SUCCESS);
     for (i = 0; i < 300; i++)
         assert_int_equal(h[2 * i + 1],
                          nsa_f32_to_bf16(nsa_f16_to_f32(h[2 * i]), NSA_ROUND_NEAREST_EVEN));
-    assert_int_equal(nsa_convert(v, NSA_DTYPE_F32, 1, q, NSA_DTYPE_I8, 1, 300,
-                                 NSA_ROUND_NEAREST_EVEN),
-                     NSA_SUCCESS);
+    assert_int_equal(
+        nsa_convert(v, NSA_DTYPE_F32, 1, q, NSA_DTYPE_I8, 1, 300, NSA_ROUND_NEAREST_EVEN),
+        NSA_SUCCESS);
     for (i = 0; i < 300; i++)
         assert_int_equal(q[i], ref_quant(v[i]));
     /* src_stride 0 broadcasts */
-    assert_int_equal(nsa_convert(v, NSA_DTYPE_F32, 0, back, NSA_DTYPE_F32, 1, 300,
-                                 NSA_ROUND_NEAREST_EVEN),
-                     NSA_SUCCESS);
+    assert_int_equal(
+        nsa_convert(v, NSA_DTYPE_F32, 0, back, NSA_DTYPE_F32, 1, 300, NSA_ROUND_NEAREST_EVEN),
+        NSA_SUCCESS);
     for (i = 0; i < 300; i++)
         assert_int_equal(bits_of(back[i]), bits_of(v[0]));
     assert_string_equal(nsa_last_error(), "");
-}
-
-static void expect_error(nsa_status got, nsa_status want, const char *needle)
-{
-    assert_int_equal(got, want);
-    if (!strstr(nsa_last_error(), needle))
-        fail_msg("message \"%s\" does not contain \"%s\"", nsa_last_error(), needle);
 }
 
 static void convert_errors(void **state)
@@ -639,26 +634,32 @@ static void convert_errors(void **state)
     uint16_t h[4];
     const nsa_rounding rne = NSA_ROUND_NEAREST_EVEN;
     (void)state;
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, -1, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "n must be >= 0, got -1");
-    expect_error(nsa_convert(NULL, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, 4, rne),
-                 NSA_ERR_NULL_POINTER, "src and dst must not be NULL");
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, 1, NULL, NSA_DTYPE_F16, 1, 4, rne),
-                 NSA_ERR_NULL_POINTER, "src and dst must not be NULL");
-    expect_error(nsa_convert(f, NSA_DTYPE_I32, 1, h, NSA_DTYPE_F16, 1, 4, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "src_dtype must be one of {f32, f16, bf16, i8, u8}, got i32");
-    expect_error(nsa_convert(f, (nsa_dtype)99, 1, h, NSA_DTYPE_F16, 1, 4, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "src_dtype must be one of {f32, f16, bf16, i8, u8}, got invalid");
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_U8, 1, 4, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "dst_dtype must be one of {f32, f16, bf16, i8}, got u8");
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, 1, h, (nsa_dtype)-3, 1, 4, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "dst_dtype must be one of {f32, f16, bf16, i8}, got invalid");
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, -1, h, NSA_DTYPE_F16, 1, 4, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "src_stride >= 0 and dst_stride >= 1, got -1 and 1");
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 0, 4, rne),
-                 NSA_ERR_INVALID_ARGUMENT, "src_stride >= 0 and dst_stride >= 1, got 1 and 0");
-    expect_error(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, 4, (nsa_rounding)7),
-                 NSA_ERR_INVALID_ARGUMENT, "rounding must be a nsa_rounding value, got 7");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, -1, rne),
+                       NSA_ERR_INVALID_ARGUMENT, "n must be >= 0, got -1");
+    test_expect_status(nsa_convert(NULL, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, 4, rne),
+                       NSA_ERR_NULL_POINTER, "src and dst must not be NULL");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, NULL, NSA_DTYPE_F16, 1, 4, rne),
+                       NSA_ERR_NULL_POINTER, "src and dst must not be NULL");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_I32, 1, h, NSA_DTYPE_F16, 1, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "src_dtype must be one of {f32, f16, bf16, i8, u8}, got i32");
+    test_expect_status(nsa_convert(f, (nsa_dtype)99, 1, h, NSA_DTYPE_F16, 1, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "src_dtype must be one of {f32, f16, bf16, i8, u8}, got invalid");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_U8, 1, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "dst_dtype must be one of {f32, f16, bf16, i8}, got u8");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, (nsa_dtype)-3, 1, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "dst_dtype must be one of {f32, f16, bf16, i8}, got invalid");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, -1, h, NSA_DTYPE_F16, 1, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "src_stride >= 0 and dst_stride >= 1, got -1 and 1");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 0, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "src_stride >= 0 and dst_stride >= 1, got 1 and 0");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, 4, (nsa_rounding)7),
+                       NSA_ERR_INVALID_ARGUMENT, "rounding must be a nsa_rounding value, got 7");
     /* n == 0 is a no-op even with NULL buffers; success clears the message */
     assert_int_equal(nsa_convert(NULL, NSA_DTYPE_F32, 1, NULL, NSA_DTYPE_F16, 1, 0, rne),
                      NSA_SUCCESS);
@@ -668,10 +669,14 @@ static void convert_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(widen_all_patterns),       cmocka_unit_test(narrow_around_every_value),
-        cmocka_unit_test(narrow_random_patterns),   cmocka_unit_test(narrow_edge_cases),
-        cmocka_unit_test(int8_quant),               cmocka_unit_test(int8_dequant),
-        cmocka_unit_test(vector_matches_portable),  cmocka_unit_test(convert_pairs),
+        cmocka_unit_test(widen_all_patterns),
+        cmocka_unit_test(narrow_around_every_value),
+        cmocka_unit_test(narrow_random_patterns),
+        cmocka_unit_test(narrow_edge_cases),
+        cmocka_unit_test(int8_quant),
+        cmocka_unit_test(int8_dequant),
+        cmocka_unit_test(vector_matches_portable),
+        cmocka_unit_test(convert_pairs),
         cmocka_unit_test(convert_errors),
     };
     return cmocka_run_group_tests(tests, setup_isas, restore_isa);

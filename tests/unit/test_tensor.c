@@ -5,19 +5,10 @@
 #include <string.h>
 
 #include "tensor/tensor.h"
+#include "test_status.h"
 #include "test_util.h"
 
-static void expect_error(nsa_status got, nsa_status want, const char *needle)
-{
-    if (got != want)
-        fail_msg("status %s, want %s (message \"%s\")", nsa_status_string(got),
-                 nsa_status_string(want), nsa_last_error());
-    if (!strstr(nsa_last_error(), needle))
-        fail_msg("message \"%s\" does not contain \"%s\"", nsa_last_error(), needle);
-}
-
-static nsa_tensor make(void *data, nsa_dtype dt, int32_t ndim, int64_t s0, int64_t s1,
-                       int64_t s2)
+static nsa_tensor make(void *data, nsa_dtype dt, int32_t ndim, int64_t s0, int64_t s1, int64_t s2)
 {
     const int64_t shape[3] = {s0, s1, s2};
     return nsa_tensor_contiguous(data, dt, ndim, shape);
@@ -128,14 +119,14 @@ static void dtype_and_layout_names(void **state)
     assert_string_equal(nsa_layout_name((nsa_layout)0), "invalid");
     assert_string_equal(nsa_layout_name((nsa_layout)5), "invalid");
     l = NSA_LAYOUT_BSH;
-    expect_error(nsa_layout_from_string("tnd", &l), NSA_ERR_INVALID_ARGUMENT,
-                 "layout must be one of TND, BSH, BSND, BNSD, got \"tnd\"");
+    test_expect_status(nsa_layout_from_string("tnd", &l), NSA_ERR_INVALID_ARGUMENT,
+                       "layout must be one of TND, BSH, BSND, BNSD, got \"tnd\"");
     assert_int_equal(l, NSA_LAYOUT_BSH); /* untouched on failure */
-    expect_error(nsa_layout_from_string("", &l), NSA_ERR_INVALID_ARGUMENT, "got \"\"");
-    expect_error(nsa_layout_from_string(NULL, &l), NSA_ERR_NULL_POINTER,
-                 "text and layout must not be NULL");
-    expect_error(nsa_layout_from_string("TND", NULL), NSA_ERR_NULL_POINTER,
-                 "text and layout must not be NULL");
+    test_expect_status(nsa_layout_from_string("", &l), NSA_ERR_INVALID_ARGUMENT, "got \"\"");
+    test_expect_status(nsa_layout_from_string(NULL, &l), NSA_ERR_NULL_POINTER,
+                       "text and layout must not be NULL");
+    test_expect_status(nsa_layout_from_string("TND", NULL), NSA_ERR_NULL_POINTER,
+                       "text and layout must not be NULL");
 }
 
 static void check_tensor_failures(void **state)
@@ -147,54 +138,54 @@ static void check_tensor_failures(void **state)
     t = make(buf, NSA_DTYPE_F32, 3, 2, 3, 4);
     assert_int_equal(nsa_check_tensor(&t, "query", 3, NSA_DT_FLOAT), NSA_SUCCESS);
 
-    expect_error(nsa_check_tensor(NULL, "query", 3, NSA_DT_FLOAT), NSA_ERR_NULL_POINTER,
-                 "query must not be NULL");
-    expect_error(nsa_check_tensor(&t, "query", 2, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "query must have 2 dimensions, got 3");
-    expect_error(nsa_check_tensor(&t, "key", 3, half), NSA_ERR_INVALID_ARGUMENT,
-                 "key dtype must be one of {f16, bf16}, got f32");
+    test_expect_status(nsa_check_tensor(NULL, "query", 3, NSA_DT_FLOAT), NSA_ERR_NULL_POINTER,
+                       "query must not be NULL");
+    test_expect_status(nsa_check_tensor(&t, "query", 2, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "query must have 2 dimensions, got 3");
+    test_expect_status(nsa_check_tensor(&t, "key", 3, half), NSA_ERR_INVALID_ARGUMENT,
+                       "key dtype must be one of {f16, bf16}, got f32");
     t.dtype = (nsa_dtype)42;
-    expect_error(nsa_check_tensor(&t, "key", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "key dtype must be one of {f32, f16, bf16}, got invalid");
+    test_expect_status(nsa_check_tensor(&t, "key", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "key dtype must be one of {f32, f16, bf16}, got invalid");
 
     t = make(buf, NSA_DTYPE_F32, 3, 2, 3, 4);
     t.shape[1] = -2;
-    expect_error(nsa_check_tensor(&t, "value", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "value.shape[1] must be >= 0, got -2");
+    test_expect_status(nsa_check_tensor(&t, "value", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "value.shape[1] must be >= 0, got -2");
     t = make(buf, NSA_DTYPE_F32, 3, 2, 3, 4);
     t.stride[2] = -1;
-    expect_error(nsa_check_tensor(&t, "value", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "value.stride[2] must be >= 0, got -1");
+    test_expect_status(nsa_check_tensor(&t, "value", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "value.stride[2] must be >= 0, got -1");
 
     /* int64 overflow of the element count */
     t = make(buf, NSA_DTYPE_F32, 3, INT64_MAX / 4, 8, 1);
-    expect_error(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "q has more elements than int64 can count (shape product overflows)");
+    test_expect_status(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "q has more elements than int64 can count (shape product overflows)");
     /* the count fits but the strides reach past int64 elements */
     t = make(buf, NSA_DTYPE_F32, 3, 3, 1, 1);
     t.stride[0] = INT64_MAX / 2 + 1;
-    expect_error(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "q spans more memory than int64 can address (strides overflow)");
+    test_expect_status(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "q spans more memory than int64 can address (strides overflow)");
     /* elements fit, bytes do not */
     t = make(buf, NSA_DTYPE_F32, 3, 2, 1, 1);
     t.stride[0] = INT64_MAX / 4;
-    expect_error(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "q spans more bytes than int64 can address");
+    test_expect_status(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "q spans more bytes than int64 can address");
     /* fits int64 but wraps around the address space */
     t = make((void *)(UINTPTR_MAX - 15), NSA_DTYPE_F32, 3, 8, 1, 1);
-    expect_error(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "q spans past the end of the address space");
+    test_expect_status(nsa_check_tensor(&t, "q", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "q spans past the end of the address space");
 
     /* NULL data: an error unless the view is empty */
     t = make(NULL, NSA_DTYPE_F32, 3, 2, 3, 4);
-    expect_error(nsa_check_tensor(&t, "k", 3, NSA_DT_FLOAT), NSA_ERR_NULL_POINTER,
-                 "k.data must not be NULL (24 elements)");
+    test_expect_status(nsa_check_tensor(&t, "k", 3, NSA_DT_FLOAT), NSA_ERR_NULL_POINTER,
+                       "k.data must not be NULL (24 elements)");
     t = make(NULL, NSA_DTYPE_F32, 3, 2, 0, 4);
     assert_int_equal(nsa_check_tensor(&t, "k", 3, NSA_DT_FLOAT), NSA_SUCCESS);
     /* a misaligned element pointer */
     t = make((char *)buf + 2, NSA_DTYPE_F32, 3, 2, 3, 4);
-    expect_error(nsa_check_tensor(&t, "k", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "k.data must be aligned to 4 bytes (the size of f32)");
+    test_expect_status(nsa_check_tensor(&t, "k", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "k.data must be aligned to 4 bytes (the size of f32)");
     t.dtype = NSA_DTYPE_F16; /* 2-byte elements: aligned */
     assert_int_equal(nsa_check_tensor(&t, "k", 3, NSA_DT_FLOAT), NSA_SUCCESS);
 }
@@ -206,11 +197,11 @@ static void check_optional_and_dim(void **state)
     (void)state;
     assert_int_equal(nsa_check_optional(NULL, "bias", 2, NSA_DT_FLOAT), NSA_SUCCESS);
     assert_int_equal(nsa_check_optional(&t, "bias", 2, NSA_DT_FLOAT), NSA_SUCCESS);
-    expect_error(nsa_check_optional(&t, "bias", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "bias must have 3 dimensions, got 2");
+    test_expect_status(nsa_check_optional(&t, "bias", 3, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "bias must have 3 dimensions, got 2");
     assert_int_equal(nsa_check_dim(&t, "bias", 1, 6, "head_dim"), NSA_SUCCESS);
-    expect_error(nsa_check_dim(&t, "bias", 0, 8, "batch"), NSA_ERR_INVALID_ARGUMENT,
-                 "bias.shape[0] must be batch (8), got 4");
+    test_expect_status(nsa_check_dim(&t, "bias", 0, 8, "batch"), NSA_ERR_INVALID_ARGUMENT,
+                       "bias.shape[0] must be batch (8), got 4");
 }
 
 static void check_output_and_overlap(void **state)
@@ -223,16 +214,16 @@ static void check_output_and_overlap(void **state)
     t = nsa_tensor_contiguous(buf, NSA_DTYPE_F32, 2, shape);
     assert_int_equal(nsa_check_output(&t, "out", 2, NSA_DT_FLOAT), NSA_SUCCESS);
     /* the basic failures come from nsa_check_tensor */
-    expect_error(nsa_check_output(NULL, "out", 2, NSA_DT_FLOAT), NSA_ERR_NULL_POINTER,
-                 "out must not be NULL");
+    test_expect_status(nsa_check_output(NULL, "out", 2, NSA_DT_FLOAT), NSA_ERR_NULL_POINTER,
+                       "out must not be NULL");
     /* a broadcast (stride 0) output writes one element twice */
     t.stride[0] = 0;
-    expect_error(nsa_check_output(&t, "out", 2, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "out must not overlap itself");
+    test_expect_status(nsa_check_output(&t, "out", 2, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "out must not overlap itself");
     /* rows closer than a row's length */
     t.stride[0] = 7;
-    expect_error(nsa_check_output(&t, "out", 2, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
-                 "out must not overlap itself");
+    test_expect_status(nsa_check_output(&t, "out", 2, NSA_DT_FLOAT), NSA_ERR_INVALID_ARGUMENT,
+                       "out must not overlap itself");
     /* padded rows and transposed views are fine; so is stride 0 on a size-1 axis */
     t.stride[0] = 9;
     assert_int_equal(nsa_check_output(&t, "out", 2, NSA_DT_FLOAT), NSA_SUCCESS);
@@ -252,10 +243,12 @@ static void check_output_and_overlap(void **state)
     b = nsa_tensor_contiguous(buf + 31, NSA_DTYPE_F32, 2, shape);
     nsa_tensor_span(&a, &lo, &hi);
     assert_int_equal(hi - lo, 32 * sizeof(float));
-    expect_error(nsa_check_no_overlap(&a, "attention_out", &b, "softmax_max"),
-                 NSA_ERR_INVALID_ARGUMENT, "attention_out must not overlap softmax_max in memory");
-    expect_error(nsa_check_no_overlap(&b, "softmax_max", &a, "attention_out"),
-                 NSA_ERR_INVALID_ARGUMENT, "softmax_max must not overlap attention_out in memory");
+    test_expect_status(nsa_check_no_overlap(&a, "attention_out", &b, "softmax_max"),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "attention_out must not overlap softmax_max in memory");
+    test_expect_status(nsa_check_no_overlap(&b, "softmax_max", &a, "attention_out"),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "softmax_max must not overlap attention_out in memory");
     b.data = buf + 32;
     assert_int_equal(nsa_check_no_overlap(&a, "a", &b, "b"), NSA_SUCCESS);
     assert_int_equal(nsa_check_no_overlap(&a, "a", NULL, "b"), NSA_SUCCESS);
@@ -281,27 +274,30 @@ static void prefix_sums(void **state)
     assert_int_equal(nsa_check_prefix_sums(good, 4, "actual_seq_qlen", 10, "T"), NSA_SUCCESS);
     assert_int_equal(nsa_check_prefix_sums(good, 4, "actual_seq_qlen", -1, "T"), NSA_SUCCESS);
     assert_int_equal(nsa_check_prefix_sums(NULL, 0, "actual_seq_qlen", 10, "T"), NSA_SUCCESS);
-    expect_error(nsa_check_prefix_sums(down, 4, "actual_seq_qlen", 10, "T"),
-                 NSA_ERR_INVALID_ARGUMENT,
-                 "actual_seq_qlen must be non-decreasing prefix sums, but actual_seq_qlen[2] = 3 "
-                 "< 5");
-    expect_error(nsa_check_prefix_sums(negative, 2, "cu_seqlens", 4, "T"),
-                 NSA_ERR_INVALID_ARGUMENT, "cu_seqlens[0] = -1 < 0");
-    expect_error(nsa_check_prefix_sums(good, 4, "actual_seq_kvlen", 12, "key.shape[0]"),
-                 NSA_ERR_INVALID_ARGUMENT,
-                 "actual_seq_kvlen[3] (the last) must equal key.shape[0] (12), got 10");
-    expect_error(nsa_check_prefix_sums(NULL, 3, "actual_seq_kvlen", 12, "T"),
-                 NSA_ERR_NULL_POINTER, "actual_seq_kvlen must not be NULL (count 3)");
-    expect_error(nsa_check_prefix_sums(good, -1, "actual_seq_kvlen", 12, "T"),
-                 NSA_ERR_INVALID_ARGUMENT, "actual_seq_kvlen must have >= 0 entries, got -1");
+    test_expect_status(
+        nsa_check_prefix_sums(down, 4, "actual_seq_qlen", 10, "T"), NSA_ERR_INVALID_ARGUMENT,
+        "actual_seq_qlen must be non-decreasing prefix sums, but actual_seq_qlen[2] = 3 "
+        "< 5");
+    test_expect_status(nsa_check_prefix_sums(negative, 2, "cu_seqlens", 4, "T"),
+                       NSA_ERR_INVALID_ARGUMENT, "cu_seqlens[0] = -1 < 0");
+    test_expect_status(nsa_check_prefix_sums(good, 4, "actual_seq_kvlen", 12, "key.shape[0]"),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "actual_seq_kvlen[3] (the last) must equal key.shape[0] (12), got 10");
+    test_expect_status(nsa_check_prefix_sums(NULL, 3, "actual_seq_kvlen", 12, "T"),
+                       NSA_ERR_NULL_POINTER, "actual_seq_kvlen must not be NULL (count 3)");
+    test_expect_status(nsa_check_prefix_sums(good, -1, "actual_seq_kvlen", 12, "T"),
+                       NSA_ERR_INVALID_ARGUMENT, "actual_seq_kvlen must have >= 0 entries, got -1");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(constructors),          cmocka_unit_test(numel_and_contiguity),
-        cmocka_unit_test(dtype_and_layout_names), cmocka_unit_test(check_tensor_failures),
-        cmocka_unit_test(check_optional_and_dim), cmocka_unit_test(check_output_and_overlap),
+        cmocka_unit_test(constructors),
+        cmocka_unit_test(numel_and_contiguity),
+        cmocka_unit_test(dtype_and_layout_names),
+        cmocka_unit_test(check_tensor_failures),
+        cmocka_unit_test(check_optional_and_dim),
+        cmocka_unit_test(check_output_and_overlap),
         cmocka_unit_test(prefix_sums),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

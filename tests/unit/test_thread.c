@@ -10,18 +10,10 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "test_status.h"
 #include "test_util.h"
 
 #define ENV_THREADS 3 /* main() sets NSA_NUM_THREADS to this before anything else runs */
-
-static void expect_error(nsa_status got, nsa_status want, const char *needle)
-{
-    if (got != want)
-        fail_msg("status %s, want %s (message \"%s\")", nsa_status_string(got),
-                 nsa_status_string(want), nsa_last_error());
-    if (!strstr(nsa_last_error(), needle))
-        fail_msg("message \"%s\" does not contain \"%s\"", nsa_last_error(), needle);
-}
 
 static nsa_context *make_ctx(int threads)
 {
@@ -36,8 +28,8 @@ static nsa_context *make_ctx(int threads)
 /* ---- every index exactly once ----------------------------------------------------------- */
 
 typedef struct count_job {
-    int *hits;         /* per index, incremented atomically (a double run shows as 2) */
-    pthread_t *who;    /* which thread ran each index */
+    int *hits;      /* per index, incremented atomically (a double run shows as 2) */
+    pthread_t *who; /* which thread ran each index */
 } count_job;
 
 static void count_task(void *arg, size_t i)
@@ -67,8 +59,8 @@ static void run_and_check(nsa_context *ctx, size_t n, int threads, int check_spl
                 assert_true(pthread_equal(job.who[i], pthread_self()) == (i == 0));
             for (j = 0; j < i && j < (size_t)threads; j++)
                 if ((i % (size_t)threads == j) != (pthread_equal(job.who[i], job.who[j]) != 0))
-                    fail_msg("threads=%d n=%zu: items %zu and %zu not split round-robin",
-                             threads, n, i, j);
+                    fail_msg("threads=%d n=%zu: items %zu and %zu not split round-robin", threads,
+                             n, i, j);
         }
     free(job.hits);
     free(job.who);
@@ -269,6 +261,19 @@ static void ca_free(void *user, void *ptr)
     free(ptr);
 }
 
+/* A config whose allocator counts through `ca` (fail_from as given). */
+static nsa_context_config counting_config(counting_alloc *ca, nsa_allocator *alloc, int fail_from)
+{
+    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+    memset(ca, 0, sizeof *ca);
+    ca->fail_from = fail_from;
+    alloc->user = ca;
+    alloc->alloc = ca_alloc;
+    alloc->free = ca_free;
+    cfg.allocator = alloc;
+    return cfg;
+}
+
 static void bad_configs(void **state)
 {
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
@@ -277,42 +282,44 @@ static void bad_configs(void **state)
     nsa_allocator alloc = {NULL, ca_alloc, NULL};
     char want[96];
     (void)state;
-    expect_error(nsa_context_create(&cfg, NULL), NSA_ERR_NULL_POINTER, "out must not be NULL");
+    test_expect_status(nsa_context_create(&cfg, NULL), NSA_ERR_NULL_POINTER,
+                       "out must not be NULL");
 
     cfg.struct_size = 0;
-    snprintf(want, sizeof want, "config->struct_size must be sizeof(nsa_context_config) (%u), got 0",
+    snprintf(want, sizeof want,
+             "config->struct_size must be sizeof(nsa_context_config) (%u), got 0",
              (unsigned)sizeof(nsa_context_config));
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT, want);
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT, want);
     assert_null(ctx);
     cfg.struct_size = (uint32_t)sizeof cfg + 8;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT,
-                 "config->struct_size must be sizeof(nsa_context_config)");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT,
+                       "config->struct_size must be sizeof(nsa_context_config)");
     cfg.struct_size = (uint32_t)sizeof cfg;
 
     cfg.num_threads = -1;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT,
-                 "config->num_threads must be in [0, 1024], got -1");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT,
+                       "config->num_threads must be in [0, 1024], got -1");
     cfg.num_threads = 1025;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT,
-                 "config->num_threads must be in [0, 1024], got 1025");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_INVALID_ARGUMENT,
+                       "config->num_threads must be in [0, 1024], got 1025");
     cfg.num_threads = 0;
 
     cfg.thread_pool = &pool;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
-                 "config->thread_pool must provide num_threads and parallel_for");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
+                       "config->thread_pool must provide num_threads and parallel_for");
     pool.parallel_for = user_parallel_for;
     pool.num_threads = NULL;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
-                 "config->thread_pool must provide num_threads and parallel_for");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
+                       "config->thread_pool must provide num_threads and parallel_for");
     cfg.thread_pool = NULL;
 
     cfg.allocator = &alloc;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
-                 "config->allocator must provide alloc and free");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
+                       "config->allocator must provide alloc and free");
     alloc.alloc = NULL;
     alloc.free = ca_free;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
-                 "config->allocator must provide alloc and free");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_NULL_POINTER,
+                       "config->allocator must provide alloc and free");
     assert_null(ctx);
 
     /* NULL config: defaults; destroy(NULL) is a no-op */
@@ -325,16 +332,12 @@ static void bad_configs(void **state)
 
 static void custom_allocator(void **state)
 {
-    counting_alloc ca = {0, 0, 0, 0, 0};
+    counting_alloc ca;
     nsa_allocator alloc;
-    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+    nsa_context_config cfg = counting_config(&ca, &alloc, 0);
     nsa_context *ctx = NULL;
     void *p = NULL;
     (void)state;
-    alloc.user = &ca;
-    alloc.alloc = ca_alloc;
-    alloc.free = ca_free;
-    cfg.allocator = &alloc;
     cfg.num_threads = 2;
     assert_int_equal(nsa_context_create(&cfg, &ctx), NSA_SUCCESS);
     assert_int_equal(ca.allocs, 1); /* the context itself */
@@ -361,24 +364,20 @@ static void custom_allocator(void **state)
 
 static void failing_allocator(void **state)
 {
-    counting_alloc ca = {0, 0, 1, 0, 0};
+    counting_alloc ca;
     nsa_allocator alloc;
-    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+    nsa_context_config cfg = counting_config(&ca, &alloc, 1);
     nsa_context *ctx = (nsa_context *)&ca;
     void *p = &ca;
     (void)state;
-    alloc.user = &ca;
-    alloc.alloc = ca_alloc;
-    alloc.free = ca_free;
-    cfg.allocator = &alloc;
-    expect_error(nsa_context_create(&cfg, &ctx), NSA_ERR_OUT_OF_MEMORY,
-                 "could not allocate the context");
+    test_expect_status(nsa_context_create(&cfg, &ctx), NSA_ERR_OUT_OF_MEMORY,
+                       "could not allocate the context");
     assert_null(ctx);
     /* the context is allocated, the workspace is not */
     ca.fail_from = 2;
     assert_int_equal(nsa_context_create(&cfg, &ctx), NSA_SUCCESS);
-    expect_error(nsa_workspace_acquire(ctx, 4096, &p), NSA_ERR_OUT_OF_MEMORY,
-                 "could not allocate 4096 bytes of workspace");
+    test_expect_status(nsa_workspace_acquire(ctx, 4096, &p), NSA_ERR_OUT_OF_MEMORY,
+                       "could not allocate 4096 bytes of workspace");
     assert_null(p);
     nsa_context_destroy(ctx);
     assert_int_equal(ca.allocs, ca.frees);
@@ -386,32 +385,28 @@ static void failing_allocator(void **state)
 
 static void caller_workspace(void **state)
 {
-    counting_alloc ca = {0, 0, 0, 0, 0};
+    counting_alloc ca;
     nsa_allocator alloc;
-    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+    nsa_context_config cfg = counting_config(&ca, &alloc, 0);
     nsa_context *ctx = NULL;
     void *ws = NULL, *p = NULL;
     (void)state;
-    alloc.user = &ca;
-    alloc.alloc = ca_alloc;
-    alloc.free = ca_free;
-    cfg.allocator = &alloc;
     assert_int_equal(posix_memalign(&ws, 64, 4096), 0);
     assert_int_equal(nsa_context_create(&cfg, &ctx), NSA_SUCCESS);
 
-    expect_error(nsa_context_set_workspace(NULL, ws, 4096), NSA_ERR_NULL_POINTER,
-                 "ctx must not be NULL");
-    expect_error(nsa_context_set_workspace(ctx, NULL, 4096), NSA_ERR_NULL_POINTER,
-                 "workspace must not be NULL when size (4096) > 0");
-    expect_error(nsa_context_set_workspace(ctx, (char *)ws + 8, 4000), NSA_ERR_INVALID_ARGUMENT,
-                 "workspace must be 64-byte aligned");
+    test_expect_status(nsa_context_set_workspace(NULL, ws, 4096), NSA_ERR_NULL_POINTER,
+                       "ctx must not be NULL");
+    test_expect_status(nsa_context_set_workspace(ctx, NULL, 4096), NSA_ERR_NULL_POINTER,
+                       "workspace must not be NULL when size (4096) > 0");
+    test_expect_status(nsa_context_set_workspace(ctx, (char *)ws + 8, 4000),
+                       NSA_ERR_INVALID_ARGUMENT, "workspace must be 64-byte aligned");
 
     assert_int_equal(nsa_context_set_workspace(ctx, ws, 4096), NSA_SUCCESS);
     assert_int_equal(nsa_workspace_acquire(ctx, 4096, &p), NSA_SUCCESS);
     assert_ptr_equal(p, ws);
     nsa_workspace_release(ctx, p); /* the caller's memory is never freed */
-    expect_error(nsa_workspace_acquire(ctx, 4097, &p), NSA_ERR_WORKSPACE_TOO_SMALL,
-                 "workspace must hold 4097 bytes, the context's has 4096");
+    test_expect_status(nsa_workspace_acquire(ctx, 4097, &p), NSA_ERR_WORKSPACE_TOO_SMALL,
+                       "workspace must hold 4097 bytes, the context's has 4096");
     assert_null(p);
     assert_int_equal(ca.allocs, 1); /* only the context: a workspace means no allocation */
 
