@@ -131,7 +131,7 @@ static void load_portable(const void *src, nsa_dtype dt, int64_t stride, float *
     case NSA_DTYPE_F32: {
         const float *s = (const float *)src;
         if (stride == 1)
-            memcpy(dst, s, (size_t)n * sizeof(float));
+            memmove(dst, s, (size_t)n * sizeof(float)); /* in place is allowed */
         else
             for (i = 0; i < n; i++)
                 dst[i] = s[i * stride];
@@ -177,7 +177,7 @@ static void store_portable(const float *src, void *dst, nsa_dtype dt, int64_t st
     case NSA_DTYPE_F32: {
         float *d = (float *)dst;
         if (stride == 1)
-            memcpy(d, src, (size_t)n * sizeof(float));
+            memmove(d, src, (size_t)n * sizeof(float));
         else
             for (i = 0; i < n; i++)
                 d[i * stride] = src[i];
@@ -669,6 +669,15 @@ nsa_status nsa_convert(const void *src, nsa_dtype src_dtype, int64_t src_stride,
     if (rounding != NSA_ROUND_NEAREST_EVEN && rounding != NSA_ROUND_NEAREST_AWAY)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "rounding must be a nsa_rounding value, got %d",
                          (int)rounding);
+    /* the last element's byte offset must fit (and then so does every pointer step) */
+    if (src_stride > 0 && n - 1 > INT64_MAX / src_stride / (int64_t)nsa_dtype_size(src_dtype))
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "n (%lld) * src_stride (%lld) elements of %s overflow int64 bytes",
+                         (long long)n, (long long)src_stride, nsa_dtype_name(src_dtype));
+    if (n - 1 > INT64_MAX / dst_stride / (int64_t)nsa_dtype_size(dst_dtype))
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "n (%lld) * dst_stride (%lld) elements of %s overflow int64 bytes",
+                         (long long)n, (long long)dst_stride, nsa_dtype_name(dst_dtype));
     for (done = 0; done < n; done += 256) {
         int64_t len = n - done < 256 ? n - done : 256;
         const char *s = (const char *)src + done * src_stride * (int64_t)nsa_dtype_size(src_dtype);

@@ -660,6 +660,15 @@ static void convert_errors(void **state)
                        "src_stride >= 0 and dst_stride >= 1, got 1 and 0");
     test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_F16, 1, 4, (nsa_rounding)7),
                        NSA_ERR_INVALID_ARGUMENT, "rounding must be a nsa_rounding value, got 7");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, INT64_MAX / 8, h, NSA_DTYPE_F16, 1, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "n (4) * src_stride (1152921504606846975) elements of f32 overflow int64");
+    test_expect_status(nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_BF16, INT64_MAX / 4, 4, rne),
+                       NSA_ERR_INVALID_ARGUMENT,
+                       "n (4) * dst_stride (2305843009213693951) elements of bf16 overflow int64");
+    /* in place: f32 -> f32 over the same buffer */
+    assert_int_equal(nsa_convert(f, NSA_DTYPE_F32, 1, f, NSA_DTYPE_F32, 1, 4, rne), NSA_SUCCESS);
+    assert_true(f[3] == 4.0f);
     /* n == 0 is a no-op even with NULL buffers; success clears the message */
     assert_int_equal(nsa_convert(NULL, NSA_DTYPE_F32, 1, NULL, NSA_DTYPE_F16, 1, 0, rne),
                      NSA_SUCCESS);
