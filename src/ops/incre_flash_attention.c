@@ -278,10 +278,6 @@ static nsa_status check_query(ifa_plan *p, const nsa_tensor *q)
         if (p->N > 256)
             return STRICT("num_heads must be <= 256 at the strict level, got %lld",
                               (long long)p->N);
-        if (p->kvN > 256)
-            return STRICT(
-                "num_key_value_heads must be <= 256 at the strict level, got %lld",
-                (long long)p->kvN);
     }
     return NSA_SUCCESS;
 }
