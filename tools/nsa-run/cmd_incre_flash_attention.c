@@ -42,8 +42,8 @@ static nsa_status run_ifa(void *arg)
 {
     ifa_cli *c = (ifa_cli *)arg;
     if (c->count > 0)
-        return nsa_incre_flash_attention_kv_list(c->ctx, &c->query, c->keys, c->values,
-                                                 c->count, &c->opt, &c->prm, &c->out);
+        return nsa_incre_flash_attention_kv_list(c->ctx, &c->query, c->keys, c->values, c->count,
+                                                 &c->opt, &c->prm, &c->out);
     return nsa_incre_flash_attention(c->ctx, &c->query, &c->key, &c->value, &c->opt, &c->prm,
                                      &c->out);
 }
@@ -130,8 +130,8 @@ int cmd_incre_flash_attention(cli_args *a)
         return rc;
     if ((rc = optional_input(a, "atten_mask", CLI_AS_STORED, &c.mask, &c.opt.atten_mask)) ||
         (rc = optional_input(a, "pse_shift", CLI_AS_RUN_DTYPE, &c.pse, &c.opt.pse_shift)) ||
-        (rc = optional_input(a, "antiquant_scale", CLI_AS_STORED, &c.aqs,
-                             &c.opt.antiquant_scale)) ||
+        (rc =
+             optional_input(a, "antiquant_scale", CLI_AS_STORED, &c.aqs, &c.opt.antiquant_scale)) ||
         (rc = optional_input(a, "antiquant_offset", CLI_AS_STORED, &c.aqo,
                              &c.opt.antiquant_offset)) ||
         (rc = optional_input(a, "block_table", CLI_AS_STORED, &c.bt, &c.opt.block_table)) ||
