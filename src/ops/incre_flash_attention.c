@@ -1098,14 +1098,14 @@ static void combine_row(const ifa_run *run, int64_t b, int64_t n, float *acc)
             for (c = 0; c < ns; c++) {
                 const float *pc = first + c * stride;
                 float l = pc[G * D + G + r], wgt;
-                if (!(l > 0.0f))
+                if (l == 0.0f) /* an empty chunk; a NaN sum still propagates */
                     continue;
                 wgt = expf(pc[G * D + r] - mx) * l;
                 total += wgt;
                 for (d = 0; d < D; d++)
                     acc[d] += wgt * pc[r * D + d];
             }
-            if (total > 0.0f)
+            if (total != 0.0f)
                 for (d = 0; d < D; d++)
                     acc[d] /= total;
         }

@@ -1504,6 +1504,65 @@ static void validation_bases_run(void **state)
     }
 }
 
+/* Empty caches: S = 0 gives a zero output (int8: the quantised 0), and a NaN in one chunk of
+ * a split row reaches the output. */
+static void empty_and_nan(void **state)
+{
+    int16_t q[2 * 4 * 8];
+    uint16_t kv[1];
+    int8_t out8[2 * 4 * 8];
+    float out[2 * 4 * 8], qs = 2.0f, qo = 3.4f;
+    int64_t qshape[4] = {2, 4, 1, 8}, kshape[4] = {2, 2, 0, 8}, one = 1;
+    nsa_tensor tq, tk, tv, to, to8, tqs, tqo;
+    nsa_ifa_params prm = nsa_ifa_params_default();
+    nsa_ifa_optional opt = NSA_IFA_OPTIONAL_INIT;
+    int i;
+    (void)state;
+    memset(q, 0, sizeof q);
+    prm.num_heads = 4;
+    prm.num_key_value_heads = 2;
+    prm.input_layout = NSA_LAYOUT_BNSD;
+    tq = nsa_tensor_contiguous(q, NSA_DTYPE_F16, 4, qshape);
+    tk = nsa_tensor_contiguous(kv, NSA_DTYPE_F16, 4, kshape);
+    tv = tk;
+    to = nsa_tensor_contiguous(out, NSA_DTYPE_F32, 4, qshape);
+    for (i = 0; i < 64; i++)
+        out[i] = 5.0f;
+    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to),
+                     NSA_SUCCESS);
+    for (i = 0; i < 64; i++)
+        assert_true(out[i] == 0.0f);
+    to8 = nsa_tensor_contiguous(out8, NSA_DTYPE_I8, 4, qshape);
+    tqs = nsa_tensor_contiguous(&qs, NSA_DTYPE_F32, 1, &one);
+    tqo = nsa_tensor_contiguous(&qo, NSA_DTYPE_F32, 1, &one);
+    opt.quant_scale2 = &tqs;
+    opt.quant_offset2 = &tqo;
+    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to8),
+                     NSA_SUCCESS);
+    for (i = 0; i < 64; i++)
+        assert_int_equal(out8[i], 3); /* round_half_even(0 * 2 + 3.4) */
+    {
+        /* B = 1, one kv head, 3000 keys: split into chunks; a NaN key in the last chunk */
+        int64_t q1[4] = {1, 1, 1, 8}, k1[4] = {1, 1, 3000, 8};
+        float qf[8], *kf = (float *)calloc(3000 * 8, sizeof(float)), o1[8];
+        nsa_ifa_params p1 = nsa_ifa_params_default();
+        nsa_ifa_optional none = NSA_IFA_OPTIONAL_INIT;
+        nsa_tensor a, k, o;
+        for (i = 0; i < 8; i++)
+            qf[i] = 1.0f;
+        kf[2990 * 8] = NAN;
+        p1.input_layout = NSA_LAYOUT_BNSD;
+        a = nsa_tensor_contiguous(qf, NSA_DTYPE_F32, 4, q1);
+        k = nsa_tensor_contiguous(kf, NSA_DTYPE_F32, 4, k1);
+        o = nsa_tensor_contiguous(o1, NSA_DTYPE_F32, 4, q1);
+        assert_int_equal(nsa_incre_flash_attention(NULL, &a, &k, &k, &none, &p1, &o),
+                         NSA_SUCCESS);
+        for (i = 0; i < 8; i++)
+            assert_true(isnan(o1[i]));
+        free(kf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1511,6 +1570,7 @@ int main(void)
         cmocka_unit_test(combinations),          cmocka_unit_test(randomized),
         cmocka_unit_test(reliability),           cmocka_unit_test(workspace_query),
         cmocka_unit_test(validation_bases_run),  cmocka_unit_test(validation_errors),
+        cmocka_unit_test(empty_and_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
