@@ -48,6 +48,17 @@ static nsa_status run_ifa(void *arg)
                                      &c->out);
 }
 
+/* Optional integer / real parameters keep the op's default when absent. */
+static int opt_int64(cli_args *a, const char *name, int64_t *dst)
+{
+    return cli_param(a, name) ? cli_param_int64(a, name, dst, 1) : 0;
+}
+
+static int opt_double(cli_args *a, const char *name, double *dst)
+{
+    return cli_param(a, name) ? cli_param_double(a, name, dst, 1) : 0;
+}
+
 /* Load an optional input into *t and point *slot at it when present. */
 static int optional_input(cli_args *a, const char *name, nsa_dtype as, nsa_tensor *t,
                           const nsa_tensor **slot)
@@ -89,38 +100,27 @@ int cmd_incre_flash_attention(cli_args *a)
 {
     static ifa_cli c; /* large (the list arrays); one command per process */
     const char *layout;
-    int64_t *asl = NULL, nasl = 0, v;
-    double scale = 1.0;
+    int64_t *asl = NULL, nasl = 0;
     int rc, present = 0;
 
     memset(&c, 0, sizeof c);
     c.ctx = cli_context(a);
     c.prm = nsa_ifa_params_default();
-    if ((rc = cli_param_int64(a, "num-heads", &c.prm.num_heads, 1)) != 0)
+    if ((rc = cli_param_int64(a, "num-heads", &c.prm.num_heads, 1)) != 0 ||
+        (rc = opt_int64(a, "num-key-value-heads", &c.prm.num_key_value_heads)) != 0 ||
+        (rc = opt_double(a, "scale-value", &c.prm.scale_value)) != 0 ||
+        (rc = opt_int64(a, "block-size", &c.prm.block_size)) != 0 ||
+        (rc = opt_int64(a, "inner-precise", &c.prm.inner_precise)) != 0 ||
+        (rc = opt_int64(a, "kv-padding-size", &c.prm.kv_padding_size)) != 0)
         return rc;
-    v = 0;
-    if ((rc = cli_param_int64(a, "num-key-value-heads", &v, 0)) != 0)
-        return rc;
-    c.prm.num_key_value_heads = v;
+    c.prm.has_kv_padding_size = cli_param(a, "kv-padding-size") != NULL;
     layout = cli_param(a, "input-layout");
     if (layout && nsa_layout_from_string(layout, &c.prm.input_layout) != NSA_SUCCESS)
         return cli_usage_error(a, "--input-layout must be BSH, BNSD or BSND, got %s", layout);
-    if ((rc = cli_param_double(a, "scale-value", &scale, 0)) != 0)
-        return rc;
-    c.prm.scale_value = scale;
     if ((rc = cli_param_int64_list(a, "actual-seq-lengths", &asl, &nasl, 0)) != 0)
         return rc;
     c.prm.actual_seq_lengths = asl;
     c.prm.actual_seq_lengths_count = asl ? nasl : 0;
-    if ((rc = cli_param_int64(a, "block-size", &c.prm.block_size, 0)) != 0)
-        return rc;
-    if (cli_param(a, "kv-padding-size")) {
-        if ((rc = cli_param_int64(a, "kv-padding-size", &c.prm.kv_padding_size, 1)) != 0)
-            return rc;
-        c.prm.has_kv_padding_size = 1;
-    }
-    if ((rc = cli_param_int64(a, "inner-precise", &c.prm.inner_precise, 0)) != 0)
-        return rc;
     if (cli_strict(a))
         c.prm.validation = NSA_VALIDATE_STRICT;
 
