@@ -27,7 +27,7 @@ typedef struct icase {
     int aq_offset;  /* antiquant offset present */
     int quant;      /* 0 none, 1 per tensor, 2 per channel */
     int q_offset;   /* quant_offset2 present */
-    int mask;       /* atten_mask present */
+    int mask;       /* atten_mask: 0 none, 1 u8 (B,1,1,S), 2 i8 (B,S), 3 bool (B,1,S) */
     int pse;        /* 0 none, 1 batch-broadcast (1,N,1,S), 2 (B,N,1,S) */
     int asl;        /* 0 none, 1 one broadcast value, 2 one per batch */
     int pad;        /* left padding: -1 none, else the value */
@@ -42,10 +42,10 @@ typedef struct idata {
     int64_t lens[16];
     float *q;     /* [B][N][D], rounded to dt */
     float *k, *v; /* [B][kvN][S][D]: dt-rounded floats, or int8 values */
-    float aqs[2][1024], aqo[2][1024];
+    float aqs[2][4096], aqo[2][4096]; /* [2][kvN*D] */
     uint8_t *mask; /* [B][Sm] */
     float *pse;    /* [PB][N][Sm] */
-    float qs[1024], qo[1024];
+    float qs[16384], qo[16384]; /* N*D */
     int nblk, maxb; /* paged: cache blocks, blocks per sequence */
     int32_t *table; /* [B][maxb] */
 } idata;
@@ -256,6 +256,7 @@ static void gen(idata *g, const icase *c, uint64_t seed)
     nsa_dtype kdt = c->int8 ? NSA_DTYPE_I8 : c->dt;
     size_t kvn = (size_t)c->B * c->kvN * c->S * c->D;
     memset(g, 0, sizeof *g);
+    assert_true(c->N * c->D <= 16384 && c->kvN * c->D <= 4096 && c->B <= 16);
     g->c = *c;
     g->G = c->N / c->kvN;
     test_rng_seed(&r, seed);
@@ -468,16 +469,20 @@ static void build(call *cl, const idata *g)
         cl->prm.block_size = bs;
     }
     if (c->mask) {
+        static const nsa_dtype mdt[4] = {NSA_DTYPE_U8, NSA_DTYPE_U8, NSA_DTYPE_I8, NSA_DTYPE_BOOL};
+        int mrank = c->mask == 1 ? 4 : c->mask == 2 ? 2 : 3;
         shape[0] = c->B;
         shape[1] = 1;
         shape[2] = 1;
-        shape[3] = g->Sm;
-        make_view(&cl->mask, NSA_DTYPE_U8, 4, shape, c->strided);
+        shape[mrank - 1] = g->Sm;
+        make_view(&cl->mask, mdt[c->mask], mrank, shape, c->strided);
         for (b = 0; b < c->B; b++)
             for (s = 0; s < g->Sm; s++) {
-                int64_t ix[4] = {b, 0, 0, s};
-                /* any nonzero byte masks */
-                put(&cl->mask, ix, g->mask[(size_t)b * g->Sm + s] ? (s % 2 ? 1 : 7) : 0);
+                int64_t ix[4] = {b, 0, 0, 0};
+                int on = g->mask[(size_t)b * g->Sm + s];
+                ix[mrank - 1] = s;
+                /* any nonzero byte masks (bool holds 1) */
+                put(&cl->mask, ix, on ? (c->mask == 3 || s % 2 ? 1 : c->mask == 2 ? -3 : 7) : 0);
             }
         cl->opt.atten_mask = &cl->mask.t;
     }
@@ -820,7 +825,7 @@ static void randomized(void **state)
         c.aq_offset = (int)test_rng_int(&r, 0, 1);
         c.quant = (int)test_rng_int(&r, 0, 2);
         c.q_offset = (int)test_rng_int(&r, 0, 1);
-        c.mask = (int)test_rng_int(&r, 0, 1);
+        c.mask = (int)test_rng_int(&r, 0, 3);
         c.pse = (int)test_rng_int(&r, 0, 2);
         c.asl = (int)test_rng_int(&r, 0, 2);
         if (c.kv_form == KV_PAGED3 || c.kv_form == KV_PAGED4)
@@ -1528,8 +1533,7 @@ static void empty_and_nan(void **state)
     to = nsa_tensor_contiguous(out, NSA_DTYPE_F32, 4, qshape);
     for (i = 0; i < 64; i++)
         out[i] = 5.0f;
-    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to),
-                     NSA_SUCCESS);
+    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to), NSA_SUCCESS);
     for (i = 0; i < 64; i++)
         assert_true(out[i] == 0.0f);
     to8 = nsa_tensor_contiguous(out8, NSA_DTYPE_I8, 4, qshape);
@@ -1537,8 +1541,7 @@ static void empty_and_nan(void **state)
     tqo = nsa_tensor_contiguous(&qo, NSA_DTYPE_F32, 1, &one);
     opt.quant_scale2 = &tqs;
     opt.quant_offset2 = &tqo;
-    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to8),
-                     NSA_SUCCESS);
+    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to8), NSA_SUCCESS);
     for (i = 0; i < 64; i++)
         assert_int_equal(out8[i], 3); /* round_half_even(0 * 2 + 3.4) */
     {
@@ -1555,12 +1558,38 @@ static void empty_and_nan(void **state)
         a = nsa_tensor_contiguous(qf, NSA_DTYPE_F32, 4, q1);
         k = nsa_tensor_contiguous(kf, NSA_DTYPE_F32, 4, k1);
         o = nsa_tensor_contiguous(o1, NSA_DTYPE_F32, 4, q1);
-        assert_int_equal(nsa_incre_flash_attention(NULL, &a, &k, &k, &none, &p1, &o),
-                         NSA_SUCCESS);
+        assert_int_equal(nsa_incre_flash_attention(NULL, &a, &k, &k, &none, &p1, &o), NSA_SUCCESS);
         for (i = 0; i < 8; i++)
             assert_true(isnan(o1[i]));
         free(kf);
     }
+}
+
+/* Wide tiles: G = 16, D = 256, and the largest group G = 64. */
+static void wide_groups(void **state)
+{
+    icase c = base_case();
+    (void)state;
+    c.N = 32;
+    c.kvN = 2;
+    c.D = 256;
+    c.S = 300;
+    c.mask = 2;
+    c.pse = 2;
+    c.asl = 2;
+    c.B = 3;
+    check_case(&c, 300);
+    c = base_case();
+    c.N = 64;
+    c.kvN = 1;
+    c.D = 16;
+    c.S = 900;
+    c.mask = 3;
+    c.int8 = 2;
+    c.kv_form = KV_PAGED4;
+    c.block_size = 64;
+    c.asl = 1;
+    check_case(&c, 301);
 }
 
 int main(void)
@@ -1570,7 +1599,7 @@ int main(void)
         cmocka_unit_test(combinations),          cmocka_unit_test(randomized),
         cmocka_unit_test(reliability),           cmocka_unit_test(workspace_query),
         cmocka_unit_test(validation_bases_run),  cmocka_unit_test(validation_errors),
-        cmocka_unit_test(empty_and_nan),
+        cmocka_unit_test(empty_and_nan),         cmocka_unit_test(wide_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
