@@ -10,7 +10,6 @@
  * split is a fixed function of the shape, so the result is bit-identical for any number of
  * threads.
  */
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
