@@ -904,7 +904,7 @@ static void workspace_query(void **state)
     call cl;
     size_t size = 0;
     nsa_context *ctx = NULL;
-    void *ws;
+    void *ws = NULL;
     (void)state;
     c.S = 1500;
     gen(&g, &c, 5);
@@ -914,7 +914,7 @@ static void workspace_query(void **state)
                                                               &cl.opt, &cl.prm, &cl.out.t, &size),
                      NSA_SUCCESS);
     assert_true(size > 0);
-    ws = malloc(size);
+    assert_int_equal(posix_memalign(&ws, 64, size), 0); /* workspaces are 64-byte aligned */
     assert_int_equal(nsa_context_set_workspace(ctx, ws, size - 1), NSA_SUCCESS);
     assert_int_equal(run_call(&cl, &c, ctx), NSA_ERR_WORKSPACE_TOO_SMALL);
     assert_int_equal(nsa_context_set_workspace(ctx, ws, size), NSA_SUCCESS);
