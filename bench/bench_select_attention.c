@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* nsa_select_attention at the paper's shape: N1 = 16 query heads on N2 = 1 kv head, D = 192,
- * Dv = 128, l' = 64, k = 16, causal, bf16. Targets: GFLOP/s >= 0.70x cblas_sgemm at T = 32768,
- * and time per token at T = 32768 <= 1.15x that at T = 8192 (the cost follows T * k * l', not
- * T^2). FLOPs counted: 2 * T * N1 * k * l' * (D + Dv), every gathered key included. */
+ * Dv = 128, l' = 64, k = 16, causal, bf16 and f32. The topk rows are random per token (the
+ * worst case for block reuse; real NSA selections overlap between neighbouring tokens).
+ * Targets: GFLOP/s >= 0.70x cblas_sgemm at T = 32768, and time per token at T = 32768 <=
+ * 1.15x that at T = 8192 (the cost follows T * k * l', not T^2). FLOPs counted:
+ * 2 * T * N1 * k * l' * (D + Dv), every gathered key included. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,26 +30,29 @@ static nsa_status run_select(void *arg, nsa_context *ctx)
                                 NULL);
 }
 
-static uint16_t *bf16_random(size_t n, unsigned seed)
+static void *random_values(size_t n, unsigned seed, nsa_dtype dt)
 {
     float *f = (float *)bench_alloc(n * sizeof(float));
-    uint16_t *h = (uint16_t *)bench_alloc(n * sizeof(uint16_t));
+    void *h;
     bench_fill(f, n, seed);
-    nsa_convert(f, NSA_DTYPE_F32, 1, h, NSA_DTYPE_BF16, 1, (int64_t)n, NSA_ROUND_NEAREST_EVEN);
+    if (dt == NSA_DTYPE_F32)
+        return f;
+    h = bench_alloc(n * nsa_dtype_size(dt));
+    nsa_convert(f, NSA_DTYPE_F32, 1, h, dt, 1, (int64_t)n, NSA_ROUND_NEAREST_EVEN);
     free(f);
     return h;
 }
 
 /* Seconds of one call at T tokens (T1 = T2 = T); NAN on failure. */
-static double time_at(const bench_env *env, int64_t t)
+static double time_at(const bench_env *env, int64_t t, nsa_dtype dt)
 {
     const int64_t qs[3] = {t, SEL_N1, SEL_D}, ks[3] = {t, 1, SEL_D}, vs[3] = {t, 1, SEL_DV};
     const int64_t ts[3] = {t, 1, SEL_BC}, os[3] = {t, SEL_N1, SEL_DV};
-    uint16_t *q = bf16_random((size_t)(t * SEL_N1 * SEL_D), 1);
-    uint16_t *k = bf16_random((size_t)(t * SEL_D), 2);
-    uint16_t *v = bf16_random((size_t)(t * SEL_DV), 3);
+    void *q = random_values((size_t)(t * SEL_N1 * SEL_D), 1, dt);
+    void *k = random_values((size_t)(t * SEL_D), 2, dt);
+    void *v = random_values((size_t)(t * SEL_DV), 3, dt);
     int32_t *topk = (int32_t *)bench_alloc((size_t)(t * SEL_BC) * sizeof(int32_t));
-    uint16_t *out = (uint16_t *)bench_alloc((size_t)(t * SEL_N1 * SEL_DV) * sizeof(uint16_t));
+    void *out = bench_alloc((size_t)(t * SEL_N1 * SEL_DV) * nsa_dtype_size(dt));
     uint32_t s = 12345u;
     sel_bench b;
     int64_t i, c;
@@ -63,11 +68,11 @@ static double time_at(const bench_env *env, int64_t t)
             topk[i * SEL_BC + c] = (int32_t)((s >> 8) % (uint32_t)(diag + 1));
         }
     }
-    b.q = nsa_tensor_contiguous(q, NSA_DTYPE_BF16, 3, qs);
-    b.k = nsa_tensor_contiguous(k, NSA_DTYPE_BF16, 3, ks);
-    b.v = nsa_tensor_contiguous(v, NSA_DTYPE_BF16, 3, vs);
+    b.q = nsa_tensor_contiguous(q, dt, 3, qs);
+    b.k = nsa_tensor_contiguous(k, dt, 3, ks);
+    b.v = nsa_tensor_contiguous(v, dt, 3, vs);
     b.topk = nsa_tensor_contiguous(topk, NSA_DTYPE_I32, 3, ts);
-    b.out = nsa_tensor_contiguous(out, NSA_DTYPE_BF16, 3, os);
+    b.out = nsa_tensor_contiguous(out, dt, 3, os);
     b.params = nsa_select_attention_params_default();
     b.params.scale_value = 1.0 / sqrt((double)SEL_D);
     b.params.select_block_size = SEL_BS;
@@ -86,33 +91,39 @@ static double time_at(const bench_env *env, int64_t t)
     return sec;
 }
 
-static int run(const bench_env *env, bench_row *rows, int cap)
+/* Two rows per dtype: GFLOP/s against sgemm at the long length, and time per token long vs
+ * short. */
+static int rows_for(const bench_env *env, nsa_dtype dt, bench_row *rows)
 {
     const int64_t t_long = bench_len(32768), t_short = bench_len(8192);
     const double flop = 2.0 * (double)t_long * SEL_N1 * SEL_BC * SEL_BS * (SEL_D + SEL_DV);
-    double s_long, s_short, gflops;
-    if (cap < 2)
-        return 0;
-    s_short = time_at(env, t_short);
-    s_long = time_at(env, t_long);
-    gflops = flop / s_long * 1e-9;
+    const double s_short = time_at(env, t_short, dt), s_long = time_at(env, t_long, dt);
+    const double gflops = flop / s_long * 1e-9;
     snprintf(rows[0].label, sizeof rows[0].label,
-             "select_attention T=%lld N1=16 D=192 l'=64 k=16 bf16 GFLOP/s vs sgemm",
-             (long long)t_long);
+             "select_attention T=%lld N1=16 D=192 l'=64 k=16 %s GF vs sgemm", (long long)t_long,
+             nsa_dtype_name(dt));
     rows[0].measured = gflops;
     rows[0].unit = "GF";
     rows[0].figure = gflops / env->sgemm_gflops;
     rows[0].target = 0.70;
     rows[0].lower_is_better = 0;
-    snprintf(rows[1].label, sizeof rows[1].label,
-             "select_attention us/token T=%lld vs T=%lld", (long long)t_long,
-             (long long)t_short);
+    snprintf(rows[1].label, sizeof rows[1].label, "select_attention %s us/token T=%lld vs T=%lld",
+             nsa_dtype_name(dt), (long long)t_long, (long long)t_short);
     rows[1].measured = s_long / (double)t_long * 1e6;
     rows[1].unit = "us";
     rows[1].figure = (s_long / (double)t_long) / (s_short / (double)t_short);
     rows[1].target = 1.15;
     rows[1].lower_is_better = 1;
     return 2;
+}
+
+static int run(const bench_env *env, bench_row *rows, int cap)
+{
+    if (cap < 4)
+        return 0;
+    rows_for(env, NSA_DTYPE_BF16, rows);
+    rows_for(env, NSA_DTYPE_F32, rows + 2);
+    return 4;
 }
 
 const bench_case bench_select_attention = {"select_attention", run};
