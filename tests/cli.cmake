@@ -27,8 +27,8 @@ if(TARGET nsa-run)
   nsa_cli_test(unknown_op 2 "nsa-run: unknown operator 'nope'" nope --out ${NSA_CLI_OUT})
   nsa_cli_test(unknown_option 2 "nsa-run: selftest: unknown option --bogus"
                selftest --in x=${x} --bogus 1 --out ${NSA_CLI_OUT}/unknown_option)
-  nsa_cli_test(unknown_input 2 "nsa-run: selftest: unknown input 'y'"
-               selftest --in x=${x} --in y=${x} --out ${NSA_CLI_OUT}/unknown_input)
+  nsa_cli_test(unknown_input 2 "nsa-run: selftest: unknown input 'z'"
+               selftest --in x=${x} --in z=${x} --out ${NSA_CLI_OUT}/unknown_input)
   nsa_cli_test(missing_input 2 "nsa-run: selftest: missing required input --in x=FILE.npy"
                selftest --out ${NSA_CLI_OUT}/missing_input)
   nsa_cli_test(missing_input_file 2 "nsa-run: selftest: input 'x': .*cannot open"
@@ -61,6 +61,7 @@ if(TARGET fuzz_npy)
   set(NSA_FUZZ_NPY_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_npy_corpus)
   file(MAKE_DIRECTORY ${NSA_FUZZ_NPY_CORPUS})
   add_test(NAME fuzz_npy_smoke
-           COMMAND fuzz_npy -runs=20000 ${NSA_FUZZ_NPY_CORPUS} ${CMAKE_CURRENT_SOURCE_DIR}/data/cli)
+           COMMAND fuzz_npy -runs=20000 -dict=${CMAKE_CURRENT_SOURCE_DIR}/fuzz/npy.dict
+                   ${NSA_FUZZ_NPY_CORPUS} ${CMAKE_CURRENT_SOURCE_DIR}/data/cli)
   set_tests_properties(fuzz_npy_smoke PROPERTIES LABELS fuzz TIMEOUT 120)
 endif()

@@ -318,7 +318,9 @@ static void test_strided_output_and_f16_file(void **state)
     const uint16_t f2[6] = {0x3c00, 0x4000, 0x4200, 0x4400, 0x4500, 0x4600}; /* 1..6 */
     const float expect[6] = {1, 4, 2, 5, 3, 6};
     const char *args[] = {"selftest", "--in", NULL, "--as", "stored", "--transpose", "--out",
-                          NULL, NULL};
+                          NULL, "--in", NULL, NULL};
+    char yarg[300];
+    const float expect_y[6] = {1, 2, 3, 4, 5, 6};
     char xarg[300];
     const char *out = path_in_tmp("strided_out");
     float *got;
@@ -328,9 +330,14 @@ static void test_strided_output_and_f16_file(void **state)
     snprintf(xarg, sizeof xarg, "x=%s", path_in_tmp("f2.npy"));
     args[2] = xarg;
     args[7] = out;
+    snprintf(yarg, sizeof yarg, "y=%s", path_in_tmp("f2.npy"));
+    args[9] = yarg; /* an optional input, found with cli_has_input, written back as stored */
     assert_int_equal(run(args), 0);
     got = (float *)read_output(out, "x.npy", "<f4", "(3, 2)", 24);
     assert_memory_equal(got, expect, sizeof expect);
+    free(got);
+    got = (float *)read_output(out, "y.npy", "<f4", "(2, 3)", 24);
+    assert_memory_equal(got, expect_y, sizeof expect_y);
     free(got);
 }
 
