@@ -4,6 +4,7 @@
 # Valgrind does not emulate AVX-512: under it, libnsa's run-time dispatch takes the portable
 # paths (and OpenBLAS its AVX2 kernels), so this also exercises the non-AVX-512 code.
 # Usage: scripts/valgrind.sh [BUILD_DIR] [ctest -R regex]
+# (install and repo tests run cmake and bash, not libnsa code: they are left out.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,7 +14,7 @@ command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSA_WERROR=ON >/dev/null
 cmake --build "$build" -j2 >/dev/null
 export NSA_TEST_QUICK=1 # tests that honour it shrink their sizes under valgrind
-(cd "$build" && ctest -j2 --output-on-failure ${filter:+-R "$filter"} -LE example \
+(cd "$build" && ctest -j2 --output-on-failure ${filter:+-R "$filter"} -LE 'example|install|repo' \
   --overwrite MemoryCheckCommand=$(command -v valgrind) \
   --overwrite MemoryCheckCommandOptions="--error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-origins=yes --suppressions=$root/scripts/valgrind.supp" \
   -T memcheck) | tee "$build/valgrind.log"
