@@ -9,23 +9,6 @@
 
 #include "cli.h"
 
-/* Until the nsa-run framework (main.c) lands on this branch these are unresolved; weak
- * references keep the executable linkable meanwhile (nothing calls this command before the
- * framework dispatches to it). */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma weak cli_param
-#pragma weak cli_param_double
-#pragma weak cli_param_int64
-#pragma weak cli_param_int64_list
-#pragma weak cli_input
-#pragma weak cli_alloc_output
-#pragma weak cli_write_output
-#pragma weak cli_run
-#pragma weak cli_dtype
-#pragma weak cli_context
-#pragma weak cli_strict
-#endif
-
 #define IFA_CLI_MAX_LIST 4096
 
 typedef struct ifa_cli {
