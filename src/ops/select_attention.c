@@ -110,9 +110,12 @@ static nsa_status check_inplace_rows(const nsa_tensor *t, const char *name, int6
 
 static nsa_status check_params(const nsa_select_attention_params *p)
 {
-    if (p->select_block_size < 16 || p->select_block_size > 128 || p->select_block_size % 16)
+    if (p->select_block_size % 16)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "select_block_size must be a multiple of 16 in [16, 128], got %lld",
+                         "select_block_size must be a multiple of 16, got %lld",
+                         (long long)p->select_block_size);
+    if (p->select_block_size < 16 || p->select_block_size > 128)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got %lld",
                          (long long)p->select_block_size);
     if (p->select_block_count < 1 || p->select_block_count > 32)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got %lld",

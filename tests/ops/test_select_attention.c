@@ -758,6 +758,7 @@ static nsa_select_attention_params *fx_break(fixture *fx, int i)
     case 7: p->select_block_size = 20; break;
     case 8: p->select_block_size = 144; break;
     case 9: p->select_block_count = 0; break;
+    case 50: p->select_block_size = 0; break;
     case 10: p->select_block_count = 33; break;
     case 11: p->sparse_mode = 1; break;
     case 12: p->validation = (nsa_validation)7; break;
@@ -812,8 +813,8 @@ static const error_case error_cases[] = {
     {"value dtype", NSA_ERR_INVALID_ARGUMENT, "value dtype must equal query dtype (f32), got bf16"},
     {"topk dtype", NSA_ERR_INVALID_ARGUMENT, "topk_indices dtype must be one of {i32}, got i64"},
     {"block size 20", NSA_ERR_INVALID_ARGUMENT,
-     "select_block_size must be a multiple of 16 in [16, 128], got 20"},
-    {"block size 144", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be a multiple of 16 in [16, 128], got 144"},
+     "select_block_size must be a multiple of 16, got 20"},
+    {"block size 144", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got 144"},
     {"block count 0", NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got 0"},
     {"block count 33", NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got 33"},
     {"sparse_mode 1", NSA_ERR_INVALID_ARGUMENT, "sparse_mode must be 0 (no mask) or 2 (top-left causal), got 1"},
@@ -858,6 +859,7 @@ static const error_case error_cases[] = {
     {"query data NULL", NSA_ERR_NULL_POINTER, "query.data must not be NULL"},
     {"topk negative stride", NSA_ERR_INVALID_ARGUMENT, "topk_indices.stride[2] must be >= 0, got -1"},
     {"head_num -1", NSA_ERR_INVALID_ARGUMENT, "head_num must equal query.shape[1] (4) (or be 0), got -1"},
+    {"block size 0", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got 0"},
 };
 
 static void validation_errors(void **state)
