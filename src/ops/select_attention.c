@@ -40,8 +40,9 @@
  * under ~64 items; the split depends only on shapes, never on the thread count. */
 #define SELECT_ITEM_TILES 16
 #define SELECT_MIN_ITEMS 64
-/* Sanity bound on head dims: keeps every kernel size in int32 with room to spare. */
+/* Sanity bounds on head dims and head counts: keep every kernel size in int32. */
 #define SELECT_MAX_HEAD_DIM 65536
+#define SELECT_MAX_HEADS 65536
 
 /* Vendor limits only the strict level enforces (nsa-research.md §4.7). */
 #define STRICT_BLOCK_SIZE 64
@@ -336,6 +337,9 @@ static nsa_status check_inputs(nsa_context *ctx, const nsa_tensor *query, const 
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "head_num must equal query.shape[1] (%lld) (or be 0), got %lld",
                          (long long)pl->n1, (long long)p->head_num);
+    if (pl->n1 > SELECT_MAX_HEADS)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "query.shape[1] (N1) must be <= %d, got %lld",
+                         SELECT_MAX_HEADS, (long long)pl->n1);
     if (pl->n1 < 1 || pl->n1 % pl->n2)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "head_num (query.shape[1] = %lld) must be a positive multiple of "

@@ -759,6 +759,7 @@ static nsa_select_attention_params *fx_break(fixture *fx, int i)
     case 8: p->select_block_size = 144; break;
     case 9: p->select_block_count = 0; break;
     case 50: p->select_block_size = 0; break;
+    case 51: fx->q->shape[1] = 65538; fx->q->stride[1] = 0; fx->k->shape[1] = 2; break;
     case 10: p->select_block_count = 33; break;
     case 11: p->sparse_mode = 1; break;
     case 12: p->validation = (nsa_validation)7; break;
@@ -860,6 +861,7 @@ static const error_case error_cases[] = {
     {"topk negative stride", NSA_ERR_INVALID_ARGUMENT, "topk_indices.stride[2] must be >= 0, got -1"},
     {"head_num -1", NSA_ERR_INVALID_ARGUMENT, "head_num must equal query.shape[1] (4) (or be 0), got -1"},
     {"block size 0", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got 0"},
+    {"N1 too large", NSA_ERR_INVALID_ARGUMENT, "query.shape[1] (N1) must be <= 65536, got 65538"},
 };
 
 static void validation_errors(void **state)
