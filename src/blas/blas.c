@@ -2,9 +2,45 @@
 /* The GEMM backend: CBLAS (OpenBLAS) when the build found one, else the built-in GEMM. */
 #include "blas/blas.h"
 
+#include <pthread.h>
+
 #ifdef NSA_HAVE_CBLAS
 #include <cblas.h>
 #endif
+#if defined(NSA_HAVE_CBLAS) && defined(OPENBLAS_VERSION)
+#define NSA_OPENBLAS_THREADS 1
+#endif
+
+static pthread_mutex_t g_pin_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_pin_depth;
+#ifdef NSA_OPENBLAS_THREADS
+static int g_saved_threads;
+#endif
+
+void nsa_blas_single_thread_begin(void)
+{
+    pthread_mutex_lock(&g_pin_lock);
+    if (g_pin_depth++ == 0) {
+#ifdef NSA_OPENBLAS_THREADS
+        g_saved_threads = openblas_get_num_threads();
+        if (g_saved_threads != 1)
+            openblas_set_num_threads(1);
+#endif
+    }
+    pthread_mutex_unlock(&g_pin_lock);
+}
+
+void nsa_blas_single_thread_end(void)
+{
+    pthread_mutex_lock(&g_pin_lock);
+    if (--g_pin_depth == 0) {
+#ifdef NSA_OPENBLAS_THREADS
+        if (g_saved_threads != 1)
+            openblas_set_num_threads(g_saved_threads);
+#endif
+    }
+    pthread_mutex_unlock(&g_pin_lock);
+}
 
 /* The built-in GEMM: C rows are updated with axpy-shaped inner loops over contiguous j, which
  * compilers vectorise; op(A) and op(B) are read through strides, blocked over k so that a
@@ -49,6 +85,13 @@ void nsa_sgemm_builtin(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
     }
 }
 
+static int g_force_builtin;
+
+void nsa_blas_force_builtin(int on)
+{
+    g_force_builtin = on;
+}
+
 void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                int64_t ldc)
@@ -56,7 +99,7 @@ void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
     if (m <= 0 || n <= 0)
         return;
 #ifdef NSA_HAVE_CBLAS
-    if (k > 0) {
+    if (k > 0 && !g_force_builtin) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
                     (int)lda, b, (int)ldb, beta, c, (int)ldc);

@@ -19,6 +19,17 @@ NSA_INTERNAL void nsa_sgemm_builtin(int trans_a, int trans_b, int64_t m, int64_t
                                     float alpha, const float *a, int64_t lda, const float *b,
                                     int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* libnsa owns parallelism: while any op runs, OpenBLAS (when that is the backend) is held at
+ * one thread, and its previous thread count is restored when the last concurrent op ends.
+ * Without this, tile GEMMs from several libnsa threads each fan out over OpenBLAS's own
+ * threads and run 2x slower on two cores (measured; docs/kernel.md). */
+NSA_INTERNAL void nsa_blas_single_thread_begin(void);
+NSA_INTERNAL void nsa_blas_single_thread_end(void);
+
+/* Tests only: route nsa_sgemm to the built-in GEMM even in a CBLAS build (not thread-safe;
+ * set it before running ops). */
+NSA_INTERNAL void nsa_blas_force_builtin(int on);
+
 /* Name of the backend nsa_sgemm uses ("openblas" or "builtin"). */
 NSA_INTERNAL const char *nsa_blas_name(void);
 

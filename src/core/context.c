@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas/blas.h"
 #include "core/internal.h"
 #include "thread/pool.h"
 
@@ -199,14 +200,13 @@ void nsa_workspace_release(nsa_context *ctx, void *ptr)
 void nsa_parallel_for(nsa_context *ctx, nsa_task_fn fn, void *arg, size_t n)
 {
     size_t i;
-    if (ctx && ctx->has_user_pool && n > 1) {
+    nsa_blas_single_thread_begin();
+    if (ctx && ctx->has_user_pool && n > 1)
         ctx->user_pool.parallel_for(ctx->user_pool.user, fn, arg, n);
-        return;
-    }
-    if (ctx && ctx->pool) {
+    else if (ctx && ctx->pool)
         nsa_pthread_pool_run(ctx->pool, fn, arg, n);
-        return;
-    }
-    for (i = 0; i < n; i++)
-        fn(arg, i);
+    else
+        for (i = 0; i < n; i++)
+            fn(arg, i);
+    nsa_blas_single_thread_end();
 }

@@ -12,7 +12,7 @@
 /* Scratch carving, in floats, each part 64-byte aligned. */
 typedef struct tile_scratch {
     float *q;   /* [m][d]     packed queries */
-    float *kt;  /* [d][kc]    keys, d-major, so Q.K^T is an NN GEMM */
+    float *k;   /* [kc][d]    keys converted to fp32 rows */
     float *v;   /* [kc][dv]   values */
     float *s;   /* [m][kc]    scores, then probabilities */
     float *o;   /* [m][dv]    unnormalised output accumulator */
@@ -42,7 +42,7 @@ static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t 
     size_t mm = (size_t)m, dd = (size_t)d, vv = (size_t)dv;
     t.q = (float *)p;
     p += part(mm * dd);
-    t.kt = (float *)p;
+    t.k = (float *)p;
     p += part(dd * (size_t)kc);
     t.v = (float *)p;
     p += part((size_t)kc * vv);
@@ -69,20 +69,44 @@ static void load_row(const nsa_attn_tile *tile, const nsa_dequant *dq, const voi
         nsa_load_f32(src, tile->kv_dtype, col_stride, dst, n);
 }
 
-static void pack_chunk(const nsa_attn_tile *tile, const nsa_kv_block *blk, int32_t j0, int32_t n,
-                       int32_t kc, tile_scratch *sc)
+/* Where a chunk's K and V rows live for the GEMMs: the caller's memory itself when they are
+ * fp32 with unit channel stride, else fp32 rows converted into scratch. Q.K^T is an NT GEMM
+ * against row-major K: measured faster here than transposing K into a d-major panel (see
+ * docs/architecture.md), and it needs no transpose. */
+typedef struct chunk_view {
+    const float *k;
+    int64_t k_ld;
+    const float *v;
+    int64_t v_ld;
+} chunk_view;
+
+/* Rows [j0, j0 + n) of one side (K or V) of a block. */
+static const float *chunk_rows(const nsa_attn_tile *tile, const nsa_dequant *dq, const void *base,
+                               int64_t row_stride, int64_t col_stride, int32_t j0, int32_t n,
+                               int32_t width, float *scratch, int64_t *ld)
 {
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
-    int32_t j, c;
-    for (j = 0; j < n; j++) {
-        const char *krow = (const char *)blk->k + (int64_t)(j0 + j) * blk->k_row_stride * (int64_t)esize;
-        const char *vrow = (const char *)blk->v + (int64_t)(j0 + j) * blk->v_row_stride * (int64_t)esize;
-        load_row(tile, &tile->k_dequant, krow, blk->k_col_stride, sc->row, tile->d);
-        for (c = 0; c < tile->d; c++)
-            sc->kt[(size_t)c * (size_t)kc + (size_t)j] = sc->row[c];
-        load_row(tile, &tile->v_dequant, vrow, blk->v_col_stride, sc->v + (size_t)j * (size_t)tile->dv,
-                 tile->dv);
+    int32_t j;
+    if (tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1) {
+        *ld = row_stride;
+        return (const float *)base + (int64_t)j0 * row_stride;
     }
+    for (j = 0; j < n; j++)
+        load_row(tile, dq, (const char *)base + (int64_t)(j0 + j) * row_stride * (int64_t)esize,
+                 col_stride, scratch + (size_t)j * (size_t)width, width);
+    *ld = width;
+    return scratch;
+}
+
+static chunk_view pack_chunk(const nsa_attn_tile *tile, const nsa_kv_block *blk, int32_t j0,
+                             int32_t n, tile_scratch *sc)
+{
+    chunk_view cv;
+    cv.k = chunk_rows(tile, &tile->k_dequant, blk->k, blk->k_row_stride, blk->k_col_stride, j0, n,
+                      tile->d, sc->k, &cv.k_ld);
+    cv.v = chunk_rows(tile, &tile->v_dequant, blk->v, blk->v_row_stride, blk->v_col_stride, j0, n,
+                      tile->dv, sc->v, &cv.v_ld);
+    return cv;
 }
 
 /* Online-softmax update of every row with the n probabilities-to-be in s. */
@@ -156,16 +180,16 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
         int32_t j0;
         for (j0 = 0; j0 < blk->len; j0 += kc) {
             int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
-            pack_chunk(tile, blk, j0, n, kc, &sc);
+            chunk_view cv = pack_chunk(tile, blk, j0, n, &sc);
             /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
-            nsa_sgemm(0, 0, tile->m, n, tile->d, tile->scale, sc.q, tile->d, sc.kt, kc, 0.0f,
+            nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld, 0.0f,
                       sc.s, kc);
             if (tile->score_hook)
                 tile->score_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
             if (tile->mask_hook && (blk->flags & NSA_KV_BLOCK_PARTIAL))
                 tile->mask_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
             softmax_update(tile, n, kc, &sc);
-            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, sc.v, tile->dv, 1.0f, sc.o,
+            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
                       tile->dv);
         }
     }

@@ -5,8 +5,8 @@
  * blocks it visits; this kernel does the arithmetic, once:
  *
  *   pack Q rows to fp32 (gather + convert), for each block (split into chunks of <= kv_chunk
- *   keys): pack K transposed (d-major) and V to fp32 (convert / dequantise on the way),
- *   S = Q.K^T (BLAS), S *= scale, score hook (bias, pse, masks, score/mask mods), running
+ *   keys): convert K and V rows to fp32 unless they are fp32 rows already (dequantising int8
+ *   on the way), S = Q.K^T (BLAS, NT), S *= scale, score hook (bias, pse, masks, score/mask mods), running
  *   max / sum update with a vectorised exp, O += P.V (BLAS); finally O /= sum and the per-row
  *   statistics.
  *

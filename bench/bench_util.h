@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Timing and machine-ceiling helpers shared by the benchmark programs. */
+#ifndef NSA_BENCH_UTIL_H
+#define NSA_BENCH_UTIL_H
+
+#include <stddef.h>
+
+/* Monotonic seconds. */
+double bench_now(void);
+/* Median of n values (sorts in place). */
+double bench_median(double *v, int n);
+/* GFLOP/s of single-precision GEMM on n x n x n squares with `threads` BLAS threads
+ * (median of reps). The compute ceiling. */
+double bench_sgemm_gflops(int n, int threads, int reps);
+/* Bytes per second of a streaming read of `bytes` bytes on `threads` threads (median of
+ * reps). The bandwidth ceiling for a case that reads that much. */
+double bench_stream_read(size_t bytes, int threads, int reps);
+
+#endif

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The shared online-softmax kernel against a float64 naive attention, on randomised shapes:
+ * odd lengths, D != Dv, several blocks of ragged lengths, strided rows and channels, masked and
+ * fully masked rows, f16 / bf16 / int8 K/V, f16 output, and both GEMM backends. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas/blas.h"
+#include "kernel/attn_tile.h"
+#include "kernel/simd.h"
+#include "test_util.h"
+
+typedef struct kcase {
+    int m, d, dv, nblocks, chunk;
+    nsa_dtype kv_dtype, o_dtype;
+    int col_stride; /* channel stride of Q, K, V, O (1 = contiguous) */
+    int mask;       /* 1: causal-like mask from a hook; 2: also fully masked rows */
+} kcase;
+
+/* Mask hook: key kv is dropped for row r when kv > r + q_start (a staircase), and rows listed
+ * as dead (r % 5 == 3 when mask == 2) drop everything. */
+static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv0, int32_t n, float *s,
+                      int64_t lds)
+{
+    const kcase *kc = (const kcase *)tile->user;
+    int32_t r, j;
+    (void)block;
+    for (r = 0; r < tile->m; r++)
+        for (j = 0; j < n; j++)
+            if (kv0 + j > r + tile->q_start || (kc->mask == 2 && r % 5 == 3))
+                s[r * lds + j] = -INFINITY;
+}
+
+static int masked(const kcase *kc, int64_t q_start, int r, int64_t kv)
+{
+    if (!kc->mask)
+        return 0;
+    return kv > r + q_start || (kc->mask == 2 && r % 5 == 3);
+}
+
+static void run_case(const kcase *kc, uint64_t seed, int builtin)
+{
+    test_rng rng;
+    const int cs = kc->col_stride;
+    const float scale = 0.3f;
+    const nsa_dtype kvt = kc->kv_dtype;
+    const size_t kes = nsa_dtype_size(kvt);
+    int lens[8], total = 0, b, r, j, c;
+    int64_t q_start = 5;
+    float *qf, *kf, *vf, *kscale, *vscale, *koff, *voff;
+    void *kraw, *vraw, *out;
+    const void **qrows;
+    void **orows;
+    nsa_kv_block blocks[8];
+    nsa_attn_tile tile;
+    float *rmax, *rsum, *rlse;
+    void *scratch;
+    double *ref;
+    float *got;
+
+    test_rng_seed(&rng, seed);
+    for (b = 0; b < kc->nblocks; b++) {
+        lens[b] = (int)test_rng_int(&rng, 1, 150);
+        total += lens[b];
+    }
+    qf = calloc((size_t)kc->m * kc->d * cs, sizeof(float));
+    kf = calloc((size_t)total * kc->d * cs, sizeof(float));
+    vf = calloc((size_t)total * kc->dv * cs, sizeof(float));
+    kscale = malloc(sizeof(float) * kc->d);
+    koff = malloc(sizeof(float) * kc->d);
+    vscale = malloc(sizeof(float) * kc->dv);
+    voff = malloc(sizeof(float) * kc->dv);
+    for (c = 0; c < kc->d; c++) {
+        kscale[c] = test_rng_uniform(&rng, 0.005f, 0.02f);
+        koff[c] = test_rng_uniform(&rng, -3.0f, 3.0f);
+    }
+    for (c = 0; c < kc->dv; c++) {
+        vscale[c] = test_rng_uniform(&rng, 0.005f, 0.02f);
+        voff[c] = test_rng_uniform(&rng, -3.0f, 3.0f);
+    }
+    for (r = 0; r < kc->m * kc->d; r++)
+        qf[(size_t)r * cs] = test_rng_uniform(&rng, -1.0f, 1.0f);
+    /* K, V values: in int8 cases integers, else random reals rounded to the dtype. */
+    kraw = calloc((size_t)total * kc->d * cs, kes);
+    vraw = calloc((size_t)total * kc->dv * cs, kes);
+    for (j = 0; j < total * kc->d; j++) {
+        float x = kvt == NSA_DTYPE_I8 ? (float)test_rng_int(&rng, -128, 127)
+                                      : test_rng_uniform(&rng, -1.0f, 1.0f);
+        kf[(size_t)j * cs] = x;
+    }
+    for (j = 0; j < total * kc->dv; j++) {
+        float x = kvt == NSA_DTYPE_I8 ? (float)test_rng_int(&rng, -128, 127)
+                                      : test_rng_uniform(&rng, -1.0f, 1.0f);
+        vf[(size_t)j * cs] = x;
+    }
+    if (kvt == NSA_DTYPE_I8) {
+        for (j = 0; j < total * kc->d * cs; j++)
+            ((int8_t *)kraw)[j] = (int8_t)kf[j];
+        for (j = 0; j < total * kc->dv * cs; j++)
+            ((int8_t *)vraw)[j] = (int8_t)vf[j];
+    } else {
+        assert_int_equal(nsa_convert(kf, NSA_DTYPE_F32, 1, kraw, kvt, 1,
+                                     (int64_t)total * kc->d * cs, NSA_ROUND_NEAREST_EVEN),
+                         NSA_SUCCESS);
+        assert_int_equal(nsa_convert(vf, NSA_DTYPE_F32, 1, vraw, kvt, 1,
+                                     (int64_t)total * kc->dv * cs, NSA_ROUND_NEAREST_EVEN),
+                         NSA_SUCCESS);
+        test_round_to_dtype(kf, (int64_t)total * kc->d * cs, kvt);
+        test_round_to_dtype(vf, (int64_t)total * kc->dv * cs, kvt);
+    }
+
+    qrows = malloc(sizeof(void *) * kc->m);
+    orows = malloc(sizeof(void *) * kc->m);
+    out = calloc((size_t)kc->m * kc->dv * cs, nsa_dtype_size(kc->o_dtype));
+    for (r = 0; r < kc->m; r++) {
+        qrows[r] = qf + (size_t)r * kc->d * cs;
+        orows[r] = (char *)out + (size_t)r * kc->dv * cs * nsa_dtype_size(kc->o_dtype);
+    }
+    /* Blocks are laid out back to back; logical keys are numbered consecutively. */
+    {
+        int start = 0;
+        for (b = 0; b < kc->nblocks; b++) {
+            blocks[b].k = (char *)kraw + (size_t)start * kc->d * cs * kes;
+            blocks[b].v = (char *)vraw + (size_t)start * kc->dv * cs * kes;
+            blocks[b].k_row_stride = (int64_t)kc->d * cs;
+            blocks[b].k_col_stride = cs;
+            blocks[b].v_row_stride = (int64_t)kc->dv * cs;
+            blocks[b].v_col_stride = cs;
+            blocks[b].kv_start = start;
+            blocks[b].len = lens[b];
+            blocks[b].flags = NSA_KV_BLOCK_PARTIAL;
+            start += lens[b];
+        }
+    }
+    rmax = malloc(sizeof(float) * kc->m);
+    rsum = malloc(sizeof(float) * kc->m);
+    rlse = malloc(sizeof(float) * kc->m);
+    memset(&tile, 0, sizeof tile);
+    tile.m = kc->m;
+    tile.q_rows = qrows;
+    tile.q_col_stride = cs;
+    tile.q_dtype = NSA_DTYPE_F32;
+    tile.d = kc->d;
+    tile.dv = kc->dv;
+    tile.scale = scale;
+    tile.kv_dtype = kvt;
+    tile.k_dequant.scale = kscale;
+    tile.k_dequant.scale_stride = 1;
+    tile.k_dequant.offset = koff;
+    tile.k_dequant.offset_stride = 1;
+    tile.v_dequant.scale = vscale;
+    tile.v_dequant.scale_stride = 1;
+    tile.v_dequant.offset = voff;
+    tile.v_dequant.offset_stride = 1;
+    tile.blocks = blocks;
+    tile.nblocks = kc->nblocks;
+    tile.kv_chunk = kc->chunk;
+    tile.mask_hook = kc->mask ? mask_hook : NULL;
+    tile.user = (void *)kc;
+    tile.q_start = q_start;
+    tile.o_rows = orows;
+    tile.o_col_stride = cs;
+    tile.o_dtype = kc->o_dtype;
+    tile.row_max = rmax;
+    tile.row_sum = rsum;
+    tile.row_lse = rlse;
+    scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, nsa_attn_scratch_size(kc->m, kc->d, kc->dv,
+                                                                        kc->chunk)),
+                     0);
+    nsa_blas_force_builtin(builtin);
+    nsa_attn_tile_run(&tile, scratch);
+    nsa_blas_force_builtin(0);
+
+    /* float64 reference */
+    ref = malloc(sizeof(double) * kc->m * kc->dv);
+    got = test_to_f32(out, (int64_t)kc->m * kc->dv * cs, kc->o_dtype);
+    for (r = 0; r < kc->m; r++) {
+        double mx = -INFINITY, sum = 0.0;
+        double *s = malloc(sizeof(double) * total);
+        double *o = ref + (size_t)r * kc->dv;
+        for (j = 0; j < total; j++) {
+            double dot = 0.0;
+            for (c = 0; c < kc->d; c++) {
+                double k = kf[((size_t)j * kc->d + c) * cs];
+                if (kvt == NSA_DTYPE_I8)
+                    k = (k + koff[c]) * kscale[c];
+                dot += (double)qf[((size_t)r * kc->d + c) * cs] * k;
+            }
+            s[j] = masked(kc, q_start, r, j) ? -INFINITY : dot * scale;
+            if (s[j] > mx)
+                mx = s[j];
+        }
+        for (c = 0; c < kc->dv; c++)
+            o[c] = 0.0;
+        if (mx != -INFINITY) {
+            for (j = 0; j < total; j++) {
+                double p = exp(s[j] - mx);
+                sum += p;
+                for (c = 0; c < kc->dv; c++) {
+                    double v = vf[((size_t)j * kc->dv + c) * cs];
+                    if (kvt == NSA_DTYPE_I8)
+                        v = (v + voff[c]) * vscale[c];
+                    o[c] += p * v;
+                }
+            }
+            for (c = 0; c < kc->dv; c++)
+                o[c] /= sum;
+        }
+        /* statistics: relative 1e-5 (fp32 accumulation over <= 1200 terms) */
+        if (mx == -INFINITY) {
+            assert_true(rmax[r] == -INFINITY);
+            assert_true(rsum[r] == 0.0f);
+            assert_true(rlse[r] == -INFINITY);
+        } else {
+            assert_true(fabs(rmax[r] - mx) <= 1e-5 * fmax(1.0, fabs(mx)));
+            assert_true(fabs(rsum[r] - sum) <= 1e-5 * sum);
+            assert_true(fabs(rlse[r] - (mx + log(sum))) <= 1e-5 * fmax(1.0, fabs(mx + log(sum))));
+        }
+        free(s);
+    }
+    {
+        /* compare only the strided positions */
+        float *dense = malloc(sizeof(float) * kc->m * kc->dv);
+        for (r = 0; r < kc->m * kc->dv; r++)
+            dense[r] = got[(size_t)r * cs];
+        if (kc->o_dtype == NSA_DTYPE_F32) {
+            /* fp32: relative error <= 1e-5 of the output scale. Outputs are convex
+             * combinations of V rows, so the scale is the largest |V| entry (1 for real-valued
+             * V, ~2.6 for int8 V after dequantisation). */
+            double vmax = kvt == NSA_DTYPE_I8 ? 131.0 * 0.02 : 1.0;
+            test_assert_close("out", dense, ref, (int64_t)kc->m * kc->dv, 1e-5 * vmax, 1e-5);
+        } else {
+            /* narrow outputs: the fp32 result is rounded once, so <= 1 ulp (+ fp32 noise) */
+            test_assert_ulps("out", dense, ref, (int64_t)kc->m * kc->dv, kc->o_dtype, 1.01);
+        }
+        free(dense);
+    }
+    free(ref);
+    free(got);
+    free(scratch);
+    free(rmax);
+    free(rsum);
+    free(rlse);
+    free(qrows);
+    free(orows);
+    free(out);
+    free(qf);
+    free(kf);
+    free(vf);
+    free(kraw);
+    free(vraw);
+    free(kscale);
+    free(koff);
+    free(vscale);
+    free(voff);
+}
+
+static const kcase k_cases[] = {
+    {1, 8, 8, 1, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 0},
+    {7, 33, 17, 3, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 0},
+    {64, 128, 128, 4, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 1},
+    {16, 192, 128, 5, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 2},
+    {13, 64, 40, 3, 32, NSA_DTYPE_F32, NSA_DTYPE_F32, 3, 2},
+    {9, 48, 48, 2, 128, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 1},
+    {9, 48, 24, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 2, 2},
+    {8, 128, 128, 3, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1},
+    {5, 16, 16, 2, 16, NSA_DTYPE_F32, NSA_DTYPE_F16, 1, 0},
+    {5, 16, 32, 2, 64, NSA_DTYPE_F32, NSA_DTYPE_BF16, 2, 1},
+};
+
+static void randomized_cases(void **state)
+{
+    size_t i;
+    int builtin, rep;
+    (void)state;
+    for (builtin = 0; builtin <= 1; builtin++)
+        for (i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++)
+            for (rep = 0; rep < 3; rep++)
+                run_case(&k_cases[i], 1000u * (i + 1) + (uint64_t)rep, builtin);
+}
+
+/* Blocks of zero keys and tiles with no blocks give empty rows, never NaN. */
+static void empty_rows(void **state)
+{
+    float q[4] = {1, 2, 3, 4}, out[4] = {9, 9, 9, 9}, mx = 0, sum = 1, lse = 0;
+    const void *qrows[1];
+    void *orows[1];
+    nsa_attn_tile tile;
+    void *scratch = NULL;
+    (void)state;
+    qrows[0] = q;
+    orows[0] = out;
+    memset(&tile, 0, sizeof tile);
+    tile.m = 1;
+    tile.q_rows = qrows;
+    tile.q_col_stride = 1;
+    tile.q_dtype = NSA_DTYPE_F32;
+    tile.d = 4;
+    tile.dv = 4;
+    tile.scale = 1.0f;
+    tile.kv_dtype = NSA_DTYPE_F32;
+    tile.o_rows = orows;
+    tile.o_col_stride = 1;
+    tile.o_dtype = NSA_DTYPE_F32;
+    tile.row_max = &mx;
+    tile.row_sum = &sum;
+    tile.row_lse = &lse;
+    assert_int_equal(posix_memalign(&scratch, 64, nsa_attn_scratch_size(1, 4, 4, 0)), 0);
+    nsa_attn_tile_run(&tile, scratch);
+    assert_true(out[0] == 0.0f && out[3] == 0.0f);
+    assert_true(mx == -INFINITY && sum == 0.0f && lse == -INFINITY);
+    free(scratch);
+}
+
+/* Vectorised exp: within 2 ulps of libm over the softmax range, exact at the edges. */
+static void vexp_accuracy(void **state)
+{
+    enum { N = 4099 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    int i;
+    (void)state;
+    for (i = 0; i < N; i++)
+        x[i] = -100.0f + 190.0f * (float)i / (float)(N - 1);
+    x[0] = -INFINITY;
+    x[1] = INFINITY;
+    x[2] = NAN;
+    x[3] = 0.0f;
+    x[4] = 89.0f;
+    x[5] = -104.5f;
+    nsa_vexp(x, y, N);
+    assert_true(y[0] == 0.0f);
+    assert_true(y[1] == INFINITY);
+    assert_true(isnan(y[2]));
+    assert_true(y[3] == 1.0f);
+    assert_true(y[4] == INFINITY);
+    assert_true(y[5] == 0.0f);
+    for (i = 6; i < N; i++) {
+        double ref = exp((double)x[i]);
+        if (ref < 1.2e-38 || ref > 3.4e38)
+            continue; /* subnormal or overflowing results: checked loosely above */
+        /* 2 ulps of fp32: the polynomial is ~1 ulp, the reduction adds < 1 */
+        assert_true(fabs(y[i] - ref) <= 2.0 * ldexp(1.0, ilogb(ref) - 23));
+    }
+    free(x);
+    free(y);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(randomized_cases),
+        cmocka_unit_test(empty_rows),
+        cmocka_unit_test(vexp_accuracy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
