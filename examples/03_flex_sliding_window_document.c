@@ -35,7 +35,7 @@ static double naive_row_error(const float *q, const float *k, const float *v, co
                               int64_t T, int64_t h, int64_t t, int64_t doc_start)
 {
     const double scale = 1.0 / sqrt((double)E);
-    double m = -INFINITY, sum = 0.0, o[E] = {0}, err = 0.0;
+    double m = -HUGE_VAL, sum = 0.0, o[E] = {0}, err = 0.0;
     int64_t j, e, lo = t - WINDOW + 1 > doc_start ? t - WINDOW + 1 : doc_start;
     for (j = lo; j <= t; j++) {
         double s = 0.0;
