@@ -531,6 +531,24 @@ int nsa_mask_mod_classify(const nsa_mask_mod *m, int64_t b, int64_t h, int64_t q
     return classify_cells(m, b, h, q0, q1, k0, k1);
 }
 
+int nsa_mask_mod_is_analytic(const nsa_mask_mod *m)
+{
+    switch (m->kind) {
+    case MM_NOOP:
+    case MM_CAUSAL:
+    case MM_SLIDING:
+    case MM_PREFIX:
+        return 1;
+    case MM_DOC_IDS:
+        return m->ids_sorted;
+    case MM_DOC_OFFSETS:
+    case MM_NOT:
+        return nsa_mask_mod_is_analytic(m->child[0]);
+    default:
+        return 0;
+    }
+}
+
 void nsa_mask_mod_classify_row(const nsa_mask_mod *m, int64_t b, int64_t h, int64_t q0,
                                int64_t q1, int64_t kv_block, int64_t kv_len, int64_t nk,
                                uint8_t *cls)

@@ -30,6 +30,7 @@ typedef struct flex_plan {
     int64_t nq;       /* query blocks */
     int64_t nsub;     /* tiles per query block */
     int64_t max_blocks;
+    int refine;       /* split partial blocks per tile with the mask_mod's analytic classes */
     int64_t items;    /* B * Hq * nq * nsub */
     size_t task_bytes;
     int64_t tasks;
@@ -149,7 +150,9 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
                              (long long)p->L, (long long)p->S);
         p->q_block = p->bm.info.q_block;
         p->nq = p->bm.info.num_q_blocks;
-        p->max_blocks = 2 * p->bm.info.num_kv_blocks;
+        p->refine = nsa_mask_mod_is_analytic(p->bm.mask_mod);
+        /* partial blocks may be split into kernel chunks: at most nKV + ceil(S / chunk) */
+        p->max_blocks = 2 * p->bm.info.num_kv_blocks + cdiv(p->S, NSA_ATTN_KV_CHUNK);
     } else {
         p->q_block = NSA_ATTN_Q_TILE;
         p->nq = cdiv(p->L, NSA_ATTN_Q_TILE);
@@ -217,44 +220,65 @@ static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start
     }
 }
 
-/* The KV blocks query block `qb` of (b, h) visits; returns their count. */
-static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t qb,
-                              nsa_kv_block *blocks)
+static void set_block(const flex_plan *p, int64_t kb_batch, int64_t hk, int64_t start,
+                      int64_t len, uint32_t flags, nsa_kv_block *blk)
+{
+    const nsa_tensor *k = p->k, *v = p->v;
+    blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kb_batch, hk, start, 0));
+    blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kb_batch, hk, start, 0));
+    blk->k_row_stride = k->stride[2];
+    blk->k_col_stride = k->stride[3];
+    blk->v_row_stride = v->stride[2];
+    blk->v_col_stride = v->stride[3];
+    blk->kv_start = start;
+    blk->len = (int32_t)len;
+    blk->flags = flags;
+}
+
+/* The KV blocks rows [r0, r1) of query block `qb` of (b, h) visit: the partial blocks, then
+ * the full blocks (PyTorch's kernel order). With an analytic mask_mod a partial block is cut
+ * at the kernel's chunk boundaries and each piece is classified for these rows: empty pieces
+ * are skipped, full ones skip the mask. Results are unchanged (a chunk of -inf scores
+ * contributes exactly nothing), the work is what the tile really needs. Returns the count. */
+static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t qb, int64_t r0,
+                              int64_t r1, nsa_kv_block *blocks)
 {
     const int64_t kb_batch = p->Bk == 1 ? 0 : b, hk = h / (p->Hq / p->Hkv);
-    const nsa_tensor *k = p->k, *v = p->v;
     int32_t n = 0, pass, i;
-    for (pass = 0; pass < 2; pass++) {
-        int32_t count;
-        const int32_t *idx;
-        int64_t kv_block;
-        if (p->has_mask) {
-            const nsa_block_mask_view *bm = &p->bm;
-            const int64_t row = ((bm->info.batch == 1 ? 0 : b) * bm->info.heads +
-                                 (bm->info.heads == 1 ? 0 : h)) * bm->info.num_q_blocks + qb;
-            count = pass == 0 ? bm->kv_num[row] : bm->full_num[row];
-            idx = (pass == 0 ? bm->kv_idx : bm->full_idx) + row * bm->info.num_kv_blocks;
-            kv_block = bm->info.kv_block;
-        } else {
-            if (pass == 0)
-                continue;
-            count = (int32_t)cdiv(p->S, DENSE_KV_BLOCK);
-            idx = NULL;
-            kv_block = DENSE_KV_BLOCK;
+    if (!p->has_mask) {
+        for (i = 0; i < (int32_t)cdiv(p->S, DENSE_KV_BLOCK); i++) {
+            const int64_t start = (int64_t)i * DENSE_KV_BLOCK;
+            set_block(p, kb_batch, hk, start, p->S - start < DENSE_KV_BLOCK ? p->S - start
+                                                                            : DENSE_KV_BLOCK,
+                      0u, &blocks[n++]);
         }
+        return n;
+    }
+    for (pass = 0; pass < 2; pass++) {
+        const nsa_block_mask_view *bm = &p->bm;
+        const int64_t row = ((bm->info.batch == 1 ? 0 : b) * bm->info.heads +
+                             (bm->info.heads == 1 ? 0 : h)) * bm->info.num_q_blocks + qb;
+        const int32_t count = pass == 0 ? bm->kv_num[row] : bm->full_num[row];
+        const int32_t *idx = (pass == 0 ? bm->kv_idx : bm->full_idx) + row * bm->info.num_kv_blocks;
+        const int64_t kv_block = bm->info.kv_block;
         for (i = 0; i < count; i++) {
-            const int64_t start = (idx ? idx[i] : i) * kv_block;
+            const int64_t start = idx[i] * kv_block;
             const int64_t len = p->S - start < kv_block ? p->S - start : kv_block;
-            nsa_kv_block *blk = &blocks[n++];
-            blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kb_batch, hk, start, 0));
-            blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kb_batch, hk, start, 0));
-            blk->k_row_stride = k->stride[2];
-            blk->k_col_stride = k->stride[3];
-            blk->v_row_stride = v->stride[2];
-            blk->v_col_stride = v->stride[3];
-            blk->kv_start = start;
-            blk->len = (int32_t)len;
-            blk->flags = pass == 0 ? NSA_KV_BLOCK_PARTIAL : 0u;
+            int64_t j0;
+            if (pass == 1 || !p->refine) {
+                set_block(p, kb_batch, hk, start, len, pass == 0 ? NSA_KV_BLOCK_PARTIAL : 0u,
+                          &blocks[n++]);
+                continue;
+            }
+            for (j0 = 0; j0 < len; j0 += NSA_ATTN_KV_CHUNK) {
+                const int64_t pl = len - j0 < NSA_ATTN_KV_CHUNK ? len - j0 : NSA_ATTN_KV_CHUNK;
+                const int cls = nsa_mask_mod_classify(bm->mask_mod, b + bm->b_offset,
+                                                      h + bm->h_offset, r0, r1 - 1, start + j0,
+                                                      start + j0 + pl - 1);
+                if (cls != NSA_BLK_EMPTY)
+                    set_block(p, kb_batch, hk, start + j0, pl,
+                              cls == NSA_BLK_PARTIAL ? NSA_KV_BLOCK_PARTIAL : 0u, &blocks[n++]);
+            }
         }
     }
     return n;
@@ -298,7 +322,7 @@ static void run_item(const flex_plan *p, int64_t item, char *scratch)
     tile.scale = p->scale;
     tile.kv_dtype = p->k->dtype;
     tile.blocks = blocks;
-    tile.nblocks = collect_blocks(p, b, h, qb, blocks);
+    tile.nblocks = collect_blocks(p, b, h, qb, r0, r1, blocks);
     tile.score_hook = p->score_mod ? score_hook : NULL;
     tile.mask_hook = p->has_mask ? mask_hook : NULL;
     tile.user = &hs;
