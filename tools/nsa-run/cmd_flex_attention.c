@@ -27,8 +27,7 @@ int cmd_flex_attention(cli_args *a)
     nsa_block_mask *bm = NULL;
     int64_t shape[4], q_block, kv_block;
     double scale = 0.0;
-    const char *gqa;
-    int present = 0, rc;
+    int present = 0, rc, gqa = 0;
     memset(&c, 0, sizeof c);
     memset(&m, 0, sizeof m);
     c.params = nsa_flex_params_default();
@@ -41,10 +40,9 @@ int cmd_flex_attention(cli_args *a)
         return rc;
     if (c.q.ndim != 4 || c.k.ndim != 4 || c.v.ndim != 4)
         return cli_usage_error(a, "q, k and v must be 4-D (B, H, L, E) arrays");
-    gqa = cli_param(a, "enable-gqa");
-    if (gqa && *gqa && strcmp(gqa, "1") != 0 && strcmp(gqa, "0") != 0)
-        return cli_usage_error(a, "--enable-gqa takes no value (or 0 / 1), got '%s'", gqa);
-    c.params.enable_gqa = gqa && strcmp(gqa, "0") != 0;
+    if ((rc = cli_flag(a, "enable-gqa", &gqa)) != 0)
+        return rc;
+    c.params.enable_gqa = gqa;
     c.params.scale = (float)scale;
 
     rc = flex_mods_mask(a, &m, c.q.shape[2], c.k.shape[2]);

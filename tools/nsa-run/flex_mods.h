@@ -6,24 +6,6 @@
 
 #include "cli.h"
 
-/* Until the nsa-run framework lands on this branch these are unresolved; weak references
- * keep the executable linkable meanwhile (nothing dispatches to the flex commands before the
- * framework does, and then the strong definitions win). */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma weak cli_op
-#pragma weak cli_dtype
-#pragma weak cli_context
-#pragma weak cli_param
-#pragma weak cli_param_double
-#pragma weak cli_param_int64
-#pragma weak cli_param_int64_list
-#pragma weak cli_input
-#pragma weak cli_alloc_output
-#pragma weak cli_write_output
-#pragma weak cli_write_text
-#pragma weak cli_run
-#endif
-
 /* What --mask / --score-mod produced. Free with flex_mods_free(). */
 typedef struct flex_mods {
     int no_mask;             /* --mask none: no block mask at all */
