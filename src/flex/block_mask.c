@@ -227,6 +227,28 @@ static int64_t cdiv(int64_t a, int64_t b)
     return (a + b - 1) / b;
 }
 
+static nsa_status check_block_sizes(int64_t q_block, int64_t kv_block)
+{
+    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
+                         (long long)q_block, (long long)kv_block);
+    return NSA_SUCCESS;
+}
+
+/* Build the derived arrays and hand the mask out (freed on failure). */
+static nsa_status finish(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls,
+                         nsa_block_mask **out)
+{
+    nsa_status st = build(ctx, bm, kv_side_from_cls);
+    if (st != NSA_SUCCESS) {
+        nsa_block_mask_free(bm);
+        return st;
+    }
+    *out = bm;
+    return NSA_SUCCESS;
+}
+
 nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod, int64_t batch,
                                  int64_t heads, int64_t q_len, int64_t kv_len, int64_t q_block,
                                  int64_t kv_block, nsa_block_mask **out)
@@ -244,10 +266,8 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
     if (q_len < 1 || kv_len < 1)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "q_len and kv_len must be >= 1, got %lld, %lld",
                          (long long)q_len, (long long)kv_len);
-    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
-                         (long long)q_block, (long long)kv_block);
+    if ((st = check_block_sizes(q_block, kv_block)) != NSA_SUCCESS)
+        return st;
     if (q_len > INT64_MAX / kv_len / batch / heads)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "batch * heads * q_len * kv_len overflows");
     if (mask_mod) {
@@ -273,13 +293,7 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
     st = bm_alloc(&in, mask_mod, &bm);
     if (st != NSA_SUCCESS)
         return st;
-    st = build(ctx, bm, 1);
-    if (st != NSA_SUCCESS) {
-        nsa_block_mask_free(bm);
-        return st;
-    }
-    *out = bm;
-    return NSA_SUCCESS;
+    return finish(ctx, bm, 1, out);
 }
 
 /* Element (i0, i1, i2[, i3]) of an int32 / int64 tensor. */
@@ -387,10 +401,8 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
         if (st != NSA_SUCCESS)
             return st;
     }
-    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
-                         (long long)q_block, (long long)kv_block);
+    if ((st = check_block_sizes(q_block, kv_block)) != NSA_SUCCESS)
+        return st;
     memset(&in, 0, sizeof(in));
     in.batch = kv_indices->shape[0];
     in.heads = kv_indices->shape[1];
@@ -447,13 +459,7 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
             for (k = 0; k < (int32_t)in.num_kv_blocks; k++)
                 bm->arr[NSA_BM_FULL_KV_INDICES][r * (size_t)in.num_kv_blocks + (size_t)k] = k;
     }
-    st = build(ctx, bm, 0);
-    if (st != NSA_SUCCESS) {
-        nsa_block_mask_free(bm);
-        return st;
-    }
-    *out = bm;
-    return NSA_SUCCESS;
+    return finish(ctx, bm, 0, out);
 }
 
 nsa_status nsa_block_mask_select(const nsa_block_mask *src, int64_t b, int64_t h,
