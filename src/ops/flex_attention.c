@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* flex_attention on the shared kernel: one tile = up to NSA_ATTN_Q_TILE query rows of one
+/* flex_attention on the shared kernel: one tile = up to FLEX_Q_TILE query rows of one
  * (batch, head) inside one query block of the block mask; its KV blocks are the block mask's
  * partial blocks (mask_mod applied) followed by its full blocks, as PyTorch's kernel does. */
 #include <math.h>
@@ -8,6 +8,14 @@
 #include "flex/flex_internal.h"
 #include "kernel/attn_tile.h"
 #include "tensor/tensor.h"
+
+/* Query rows per tile and keys per GEMM chunk. */
+#ifndef FLEX_Q_TILE
+#define FLEX_Q_TILE 64
+#endif
+#ifndef FLEX_KV_CHUNK
+#define FLEX_KV_CHUNK 64
+#endif
 
 /* Without a block mask every key is visited, in blocks of this many keys. */
 #define DENSE_KV_BLOCK 4096
@@ -152,10 +160,10 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
         p->nq = p->bm.info.num_q_blocks;
         p->refine = nsa_mask_mod_is_analytic(p->bm.mask_mod);
         /* partial blocks may be split into kernel chunks: at most nKV + ceil(S / chunk) */
-        p->max_blocks = 2 * p->bm.info.num_kv_blocks + cdiv(p->S, NSA_ATTN_KV_CHUNK);
+        p->max_blocks = 2 * p->bm.info.num_kv_blocks + cdiv(p->S, FLEX_KV_CHUNK);
     } else {
-        p->q_block = NSA_ATTN_Q_TILE;
-        p->nq = cdiv(p->L, NSA_ATTN_Q_TILE);
+        p->q_block = FLEX_Q_TILE;
+        p->nq = cdiv(p->L, FLEX_Q_TILE);
         p->max_blocks = cdiv(p->S, DENSE_KV_BLOCK);
     }
     if (score_mod && (st = nsa_score_mod_check(score_mod, p->Hq, p->L, p->S)) != NSA_SUCCESS)
@@ -169,16 +177,16 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     p->score_mod = score_mod;
     {
         const int64_t rows = p->q_block < p->L ? p->q_block : p->L;
-        p->nsub = rows > 0 ? cdiv(rows, NSA_ATTN_Q_TILE) : 0;
+        p->nsub = rows > 0 ? cdiv(rows, FLEX_Q_TILE) : 0;
     }
     p->items = p->B * p->Hq * p->nq * p->nsub;
     nthreads = nsa_context_num_threads(nsa_context_resolve(ctx));
     p->tasks = p->items < nthreads ? p->items : nthreads;
-    p->task_bytes = nsa_attn_scratch_size(NSA_ATTN_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, 0) +
+    p->task_bytes = nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK) +
                     nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                 sizeof(nsa_kv_block)) +
-                    2 * nsa_align64(NSA_ATTN_Q_TILE * sizeof(void *)) +
-                    nsa_align64(NSA_ATTN_Q_TILE * sizeof(float));
+                    2 * nsa_align64(FLEX_Q_TILE * sizeof(void *)) +
+                    nsa_align64(FLEX_Q_TILE * sizeof(float));
     return NSA_SUCCESS;
 }
 
@@ -186,7 +194,7 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
 typedef struct hook_state {
     const flex_plan *p;
     int64_t b, h;
-    uint8_t keep[NSA_ATTN_KV_CHUNK];
+    uint8_t keep[FLEX_KV_CHUNK];
 } hook_state;
 
 static void score_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start, int32_t n,
@@ -209,8 +217,8 @@ static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start
     (void)block;
     for (r = 0; r < tile->m; r++) {
         float *row = s + (int64_t)r * lds;
-        for (j0 = 0; j0 < n; j0 += NSA_ATTN_KV_CHUNK) {
-            const int32_t len = n - j0 < NSA_ATTN_KV_CHUNK ? n - j0 : NSA_ATTN_KV_CHUNK;
+        for (j0 = 0; j0 < n; j0 += FLEX_KV_CHUNK) {
+            const int32_t len = n - j0 < FLEX_KV_CHUNK ? n - j0 : FLEX_KV_CHUNK;
             nsa_mask_mod_row(bm->mask_mod, hs->b + bm->b_offset, hs->h + bm->h_offset,
                              tile->q_start + r, kv_start + j0, len, hs->keep);
             for (j = 0; j < len; j++)
@@ -270,8 +278,8 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
                           &blocks[n++]);
                 continue;
             }
-            for (j0 = 0; j0 < len; j0 += NSA_ATTN_KV_CHUNK) {
-                const int64_t pl = len - j0 < NSA_ATTN_KV_CHUNK ? len - j0 : NSA_ATTN_KV_CHUNK;
+            for (j0 = 0; j0 < len; j0 += FLEX_KV_CHUNK) {
+                const int64_t pl = len - j0 < FLEX_KV_CHUNK ? len - j0 : FLEX_KV_CHUNK;
                 const int cls = nsa_mask_mod_classify(bm->mask_mod, b + bm->b_offset,
                                                       h + bm->h_offset, r0, r1 - 1, start + j0,
                                                       start + j0 + pl - 1);
@@ -287,19 +295,19 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
 static void run_item(const flex_plan *p, int64_t item, char *scratch)
 {
     const size_t kernel_bytes =
-        nsa_attn_scratch_size(NSA_ATTN_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, 0);
+        nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK);
     nsa_kv_block *blocks = (nsa_kv_block *)(scratch + kernel_bytes);
     const void **q_rows =
         (const void **)((char *)blocks +
                         nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                     sizeof(nsa_kv_block)));
-    void **o_rows = (void **)((char *)q_rows + nsa_align64(NSA_ATTN_Q_TILE * sizeof(void *)));
-    float *lse_tmp = (float *)((char *)o_rows + nsa_align64(NSA_ATTN_Q_TILE * sizeof(void *)));
+    void **o_rows = (void **)((char *)q_rows + nsa_align64(FLEX_Q_TILE * sizeof(void *)));
+    float *lse_tmp = (float *)((char *)o_rows + nsa_align64(FLEX_Q_TILE * sizeof(void *)));
     const int64_t sub = item % p->nsub, qb = item / p->nsub % p->nq;
     const int64_t h = item / p->nsub / p->nq % p->Hq, b = item / p->nsub / p->nq / p->Hq;
     const int64_t blk_end = (qb + 1) * p->q_block < p->L ? (qb + 1) * p->q_block : p->L;
-    const int64_t r0 = qb * p->q_block + sub * NSA_ATTN_Q_TILE;
-    const int64_t r1 = r0 + NSA_ATTN_Q_TILE < blk_end ? r0 + NSA_ATTN_Q_TILE : blk_end;
+    const int64_t r0 = qb * p->q_block + sub * FLEX_Q_TILE;
+    const int64_t r1 = r0 + FLEX_Q_TILE < blk_end ? r0 + FLEX_Q_TILE : blk_end;
     nsa_attn_tile tile;
     hook_state hs;
     int64_t r;
@@ -321,6 +329,7 @@ static void run_item(const flex_plan *p, int64_t item, char *scratch)
     tile.dv = (int32_t)p->Ev;
     tile.scale = p->scale;
     tile.kv_dtype = p->k->dtype;
+    tile.kv_chunk = FLEX_KV_CHUNK;
     tile.blocks = blocks;
     tile.nblocks = collect_blocks(p, b, h, qb, r0, r1, blocks);
     tile.score_hook = p->score_mod ? score_hook : NULL;
