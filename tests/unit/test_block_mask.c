@@ -556,6 +556,17 @@ static void bad_inputs(void **state)
                NSA_ERR_INVALID_ARGUMENT, "which");
         t = nsa_tensor_contiguous(idx, NSA_DTYPE_I32, 4, s4);
         expect(nsa_block_mask_to_dense(bm, &t), NSA_ERR_INVALID_ARGUMENT, "out.shape[0]");
+        expect(nsa_block_mask_to_dense(NULL, &t), NSA_ERR_NULL_POINTER, "mask");
+        expect(nsa_block_mask_to_dense(bm, NULL), NSA_ERR_NULL_POINTER, "out");
+        expect(nsa_block_mask_get_info(bm, NULL), NSA_ERR_NULL_POINTER, "info");
+        expect(nsa_block_mask_sparsity(NULL, NULL), NSA_ERR_NULL_POINTER, "mask");
+        expect(nsa_block_mask_array_view(bm, NSA_BM_KV_INDICES, NULL), NSA_ERR_NULL_POINTER,
+               "view");
+        expect(nsa_block_mask_select(NULL, 0, 0, &one), NSA_ERR_NULL_POINTER, "mask");
+        expect(nsa_block_mask_to_string(bm, 20, 20, 4, buf, sizeof buf, NULL),
+               NSA_ERR_NULL_POINTER, "length");
+        expect(nsa_mask_mod_eval(causal, 0, 0, 0, 0, 4, NULL), NSA_ERR_NULL_POINTER, "keep");
+        expect(nsa_mask_mod_eval(NULL, 0, 0, 0, 0, 4, keep), NSA_ERR_NULL_POINTER, "mod");
     }
     nsa_block_mask_free(bm);
     nsa_mask_mod_free(causal);
