@@ -39,6 +39,7 @@ typedef struct flex_plan {
     int64_t nsub;     /* tiles per query block */
     int64_t max_blocks;
     int refine;       /* split partial blocks per tile with the mask_mod's analytic classes */
+    int mask_mod_only; /* eager semantics: every kv block is partial */
     int64_t items;    /* B * Hq * nq * nsub */
     size_t task_bytes;
     int64_t tasks;
@@ -111,6 +112,10 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     if (prm.enable_gqa != 0 && prm.enable_gqa != 1)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "params->enable_gqa must be 0 or 1, got %d",
                          (int)prm.enable_gqa);
+    if (prm.mask_mod_only != 0 && prm.mask_mod_only != 1)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "params->mask_mod_only must be 0 or 1, got %d",
+                         (int)prm.mask_mod_only);
+    p->mask_mod_only = prm.mask_mod_only;
     if (!isfinite(prm.scale))
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "params->scale must be finite, got %g",
                          (double)prm.scale);
@@ -266,11 +271,13 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
         const nsa_block_mask_view *bm = &p->bm;
         const int64_t row = ((bm->info.batch == 1 ? 0 : b) * bm->info.heads +
                              (bm->info.heads == 1 ? 0 : h)) * bm->info.num_q_blocks + qb;
-        const int32_t count = pass == 0 ? bm->kv_num[row] : bm->full_num[row];
+        /* eager semantics: every block once, as a partial block */
+        const int32_t count = p->mask_mod_only ? (pass == 0 ? (int32_t)bm->info.num_kv_blocks : 0)
+                                               : (pass == 0 ? bm->kv_num[row] : bm->full_num[row]);
         const int32_t *idx = (pass == 0 ? bm->kv_idx : bm->full_idx) + row * bm->info.num_kv_blocks;
         const int64_t kv_block = bm->info.kv_block;
         for (i = 0; i < count; i++) {
-            const int64_t start = idx[i] * kv_block;
+            const int64_t start = (p->mask_mod_only ? i : idx[i]) * kv_block;
             const int64_t len = p->S - start < kv_block ? p->S - start : kv_block;
             int64_t j0;
             if (pass == 1 || !p->refine) {

@@ -28,6 +28,7 @@ typedef struct fcase {
     int64_t B, Bk, Hq, Hkv, L, S, E, Ev, bq, bk, mB, mH;
     nsa_dtype dt;
     int mask, score, strided;
+    int eager; /* the reference applies the mask everywhere (mask_mod_only) */
     int64_t window, prefix;
     float scale; /* 0 = default */
     float cap;
@@ -171,7 +172,7 @@ static void reference(const fcase *c, const tens *q, const tens *k, const tens *
                     int allowed;
                     for (e = 0; e < c->E; e++)
                         dot += (double)qr[e] * (double)kr[e];
-                    if (c->mask == MK_KV_BLOCKS) {
+                    if (c->mask == MK_KV_BLOCKS && !c->eager) {
                         const uint8_t cls = c->blk[(i / c->bq) * ((c->S + c->bk - 1) / c->bk) +
                                                    j / c->bk];
                         allowed = cls == 2 || (cls == 1 && ref_mask(c, b, h, i, j));
@@ -413,42 +414,45 @@ static void random_case(test_rng *rng, nsa_dtype dt, nsa_context *ctx1, nsa_cont
     to3 = nsa_tensor_contiguous(out3, dt, 4, shape);
     tl1 = nsa_tensor_contiguous(lse1, NSA_DTYPE_F32, 3, shape);
     tl3 = nsa_tensor_contiguous(lse3, NSA_DTYPE_F32, 3, shape);
-    if (nsa_flex_attention(ctx1, &q.t, &k.t, &v.t, bm, sm, &prm, &to1, &tl1) != NSA_SUCCESS)
-        fail_msg("flex (mask %d score %d): %s", c.mask, c.score, nsa_last_error());
-    assert_int_equal(nsa_flex_attention(ctx3, &q.t, &k.t, &v.t, bm, sm, &prm, &to3, &tl3),
-                     NSA_SUCCESS);
-    /* bit-identical for any thread count */
-    assert_memory_equal(out1, out3, (size_t)n * nsa_dtype_size(dt));
-    assert_memory_equal(lse1, lse3, (size_t)nl * 4);
+    /* pass 1 (block lists that disagree with the mask_mod only): PyTorch's eager semantics */
+    for (c.eager = 0; c.eager <= (c.mask == MK_KV_BLOCKS); c.eager++) {
+        prm.mask_mod_only = c.eager;
+        if (nsa_flex_attention(ctx1, &q.t, &k.t, &v.t, bm, sm, &prm, &to1, &tl1) != NSA_SUCCESS)
+            fail_msg("flex (mask %d score %d): %s", c.mask, c.score, nsa_last_error());
+        assert_int_equal(nsa_flex_attention(ctx3, &q.t, &k.t, &v.t, bm, sm, &prm, &to3, &tl3),
+                         NSA_SUCCESS);
+        /* bit-identical for any thread count */
+        assert_memory_equal(out1, out3, (size_t)n * nsa_dtype_size(dt));
+        assert_memory_equal(lse1, lse3, (size_t)nl * 4);
 
-    ref = (double *)malloc((size_t)n * sizeof(double));
-    ref_lse = (double *)malloc((size_t)nl * sizeof(double));
-    reference(&c, &q, &k, &v, ref, ref_lse);
-    for (i = 0; i < nl; i++) {
-        if (isinf(ref_lse[i]) || isinf(lse1[i])) {
-            if (!(isinf(ref_lse[i]) && isinf(lse1[i]) && lse1[i] < 0))
-                fail_msg("lse[%lld] = %g, reference %g (mask %d)", (long long)i, (double)lse1[i],
-                         ref_lse[i], c.mask);
-            ref_lse[i] = 0.0;
-            lse1[i] = 0.0f;
+        ref = (double *)malloc((size_t)n * sizeof(double));
+        ref_lse = (double *)malloc((size_t)nl * sizeof(double));
+        reference(&c, &q, &k, &v, ref, ref_lse);
+        for (i = 0; i < nl; i++) {
+            if (isinf(ref_lse[i]) || isinf(lse1[i])) {
+                if (!(isinf(ref_lse[i]) && isinf(lse1[i]) && lse1[i] < 0))
+                    fail_msg("lse[%lld] = %g, reference %g (mask %d)", (long long)i, (double)lse1[i],
+                             ref_lse[i], c.mask);
+                ref_lse[i] = 0.0;
+                lse1[i] = 0.0f;
+            }
         }
+        got = test_to_f32(out1, n, dt);
+        if (dt == NSA_DTYPE_F32)
+            test_assert_close("out", got, ref, n, F32_ATOL, 0.0);
+        else
+            for (i = 0; i < n; i++)
+                if (test_ulp_diff(got[i], ref[i], dt) > HALF_ULPS &&
+                    fabs((double)got[i] - ref[i]) > HALF_CANCEL_ATOL)
+                    fail_msg("out[%lld] = %.9g, reference %.9g: %g ulps of %s (mask %d score %d)",
+                             (long long)i, (double)got[i], ref[i], test_ulp_diff(got[i], ref[i], dt),
+                             nsa_dtype_name(dt), c.mask, c.score);
+        /* lse is float32 whatever the dtype: log-sum-exp of scores of size O(10) */
+        test_assert_close("lse", lse1, ref_lse, nl, F32_ATOL, 1e-6);
+        free(got);
+        free(ref);
+        free(ref_lse);
     }
-    got = test_to_f32(out1, n, dt);
-    if (dt == NSA_DTYPE_F32)
-        test_assert_close("out", got, ref, n, F32_ATOL, 0.0);
-    else
-        for (i = 0; i < n; i++)
-            if (test_ulp_diff(got[i], ref[i], dt) > HALF_ULPS &&
-                fabs((double)got[i] - ref[i]) > HALF_CANCEL_ATOL)
-                fail_msg("out[%lld] = %.9g, reference %.9g: %g ulps of %s (mask %d score %d)",
-                         (long long)i, (double)got[i], ref[i], test_ulp_diff(got[i], ref[i], dt),
-                         nsa_dtype_name(dt), c.mask, c.score);
-    /* lse is float32 whatever the dtype: log-sum-exp of scores of size O(10) */
-    test_assert_close("lse", lse1, ref_lse, nl, F32_ATOL, 1e-6);
-
-    free(got);
-    free(ref);
-    free(ref_lse);
     free(out1);
     free(out3);
     free(lse1);
@@ -667,6 +671,10 @@ static void bad_inputs(void **state)
     p2.enable_gqa = 2;
     expect(nsa_flex_attention(NULL, &q, &k, &v, NULL, NULL, &p2, &o, NULL),
            NSA_ERR_INVALID_ARGUMENT, "enable_gqa must be 0 or 1");
+    p2 = prm;
+    p2.mask_mod_only = -1;
+    expect(nsa_flex_attention(NULL, &q, &k, &v, NULL, NULL, &p2, &o, NULL),
+           NSA_ERR_INVALID_ARGUMENT, "mask_mod_only must be 0 or 1");
     p2 = prm;
     p2.scale = NAN;
     expect(nsa_flex_attention(NULL, &q, &k, &v, NULL, NULL, &p2, &o, NULL),
