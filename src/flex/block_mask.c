@@ -275,7 +275,8 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
         if (st != NSA_SUCCESS)
             return st;
     }
-    if (!nsa_context_resolve(ctx))
+    ctx = nsa_context_resolve(ctx); /* NULL = the default context (its threads) */
+    if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory creating the default context");
     memset(&in, 0, sizeof(in));
     in.batch = batch;
@@ -434,7 +435,8 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
         if (st != NSA_SUCCESS)
             return st;
     }
-    if (!nsa_context_resolve(ctx))
+    ctx = nsa_context_resolve(ctx); /* NULL = the default context (its threads) */
+    if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory creating the default context");
     st = bm_alloc(&in, mask_mod, &bm);
     if (st != NSA_SUCCESS)
