@@ -35,6 +35,7 @@ typedef struct cattn_dims {
     int64_t maxS1, maxS2, maxSel;
     int64_t qc;          /* query positions per tile */
     int64_t ntasks;
+    int widen_kv;        /* K/V are converted to fp32 once, shared by every tile */
 } cattn_dims;
 
 static int64_t seg(const int64_t *cum, int64_t b)
@@ -268,6 +269,9 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
         dm->qc = dm->maxS1;
     for (b = 0; b < dm->B; b++)
         dm->ntasks += ceil_div(seg(p->actual_seq_qlen, b), dm->qc) * dm->N2;
+    /* fp32 K/V with unit channel stride are used in place by the kernel; anything else would be
+     * converted again by every tile of the batch, so it is converted once up front */
+    dm->widen_kv = query->dtype != NSA_DTYPE_F32 || key->stride[2] != 1 || value->stride[2] != 1;
     return NSA_SUCCESS;
 }
 
@@ -285,6 +289,7 @@ typedef struct cattn_job {
     float w[MAX_INNER]; /* importance weights w_i */
     int32_t inner;
     const cattn_task *tasks;
+    float *kf, *vf; /* fp32 copies [T2][N2][D] / [T2][N2][Dv] when dm.widen_kv */
     size_t nworkers;
     char *scratch;
     size_t slice_bytes;
@@ -425,12 +430,20 @@ static void run_task(const cattn_job *job, const cattn_task *task, char *slice)
             orows[si * G + g] = nsa_tensor_at(out, nsa_tensor_offset(out, t, h, 0, 0));
         }
     memset(&blk, 0, sizeof blk);
-    blk.k = nsa_tensor_at(k, nsa_tensor_offset(k, k_base, n2, 0, 0));
-    blk.v = nsa_tensor_at(v, nsa_tensor_offset(v, k_base, n2, 0, 0));
-    blk.k_row_stride = k->stride[0];
-    blk.k_col_stride = k->stride[2];
-    blk.v_row_stride = v->stride[0];
-    blk.v_col_stride = v->stride[2];
+    if (job->kf) {
+        blk.k = job->kf + (k_base * dm->N2 + n2) * dm->D;
+        blk.v = job->vf + (k_base * dm->N2 + n2) * dm->Dv;
+        blk.k_row_stride = dm->N2 * dm->D;
+        blk.v_row_stride = dm->N2 * dm->Dv;
+        blk.k_col_stride = blk.v_col_stride = 1;
+    } else {
+        blk.k = nsa_tensor_at(k, nsa_tensor_offset(k, k_base, n2, 0, 0));
+        blk.v = nsa_tensor_at(v, nsa_tensor_offset(v, k_base, n2, 0, 0));
+        blk.k_row_stride = k->stride[0];
+        blk.k_col_stride = k->stride[2];
+        blk.v_row_stride = v->stride[0];
+        blk.v_col_stride = v->stride[2];
+    }
     blk.kv_start = 0;
     blk.len = (int32_t)S2;
 
@@ -445,7 +458,7 @@ static void run_task(const cattn_job *job, const cattn_task *task, char *slice)
     tile.d = (int32_t)dm->D;
     tile.dv = (int32_t)dm->Dv;
     tile.scale = job->scale;
-    tile.kv_dtype = k->dtype;
+    tile.kv_dtype = job->kf ? NSA_DTYPE_F32 : k->dtype;
     tile.blocks = &blk;
     tile.nblocks = 1;
     tile.kv_chunk = KV_CHUNK;
@@ -493,6 +506,27 @@ static void run_task(const cattn_job *job, const cattn_task *task, char *slice)
     }
 }
 
+/* Rows of K and V converted to fp32 per parallel item. */
+#define WIDEN_ROWS 64
+
+static void widen_kv_item(void *arg, size_t item)
+{
+    const cattn_job *job = (const cattn_job *)arg;
+    const cattn_dims *dm = &job->dm;
+    const int64_t t0 = (int64_t)item * WIDEN_ROWS;
+    const int64_t t1 = t0 + WIDEN_ROWS < dm->T2 ? t0 + WIDEN_ROWS : dm->T2;
+    int64_t t, n2;
+    for (t = t0; t < t1; t++)
+        for (n2 = 0; n2 < dm->N2; n2++) {
+            nsa_load_f32(nsa_tensor_at(job->k, nsa_tensor_offset(job->k, t, n2, 0, 0)),
+                         job->k->dtype, job->k->stride[2], job->kf + (t * dm->N2 + n2) * dm->D,
+                         dm->D);
+            nsa_load_f32(nsa_tensor_at(job->v, nsa_tensor_offset(job->v, t, n2, 0, 0)),
+                         job->v->dtype, job->v->stride[2], job->vf + (t * dm->N2 + n2) * dm->Dv,
+                         dm->Dv);
+        }
+}
+
 static void cattn_worker(void *arg, size_t worker)
 {
     const cattn_job *job = (const cattn_job *)arg;
@@ -510,17 +544,28 @@ static size_t workers_for(nsa_context *ctx, int64_t ntasks)
     return (size_t)ntasks < nt ? (ntasks > 0 ? (size_t)ntasks : 1) : nt;
 }
 
-/* Total workspace: task list + per-worker slices. */
+/* Bytes of the fp32 K and V copies (0 when K/V are used in place). */
+static size_t widened_bytes(const cattn_dims *dm, size_t *v_offset)
+{
+    size_t kb = dm->widen_kv ? nsa_align64((size_t)(dm->T2 * dm->N2 * dm->D) * sizeof(float)) : 0;
+    size_t vb = dm->widen_kv ? nsa_align64((size_t)(dm->T2 * dm->N2 * dm->Dv) * sizeof(float)) : 0;
+    *v_offset = kb;
+    return kb + vb;
+}
+
+/* Total workspace: task list, fp32 K/V copies, per-worker slices. */
 static size_t workspace_bytes(const cattn_dims *dm, size_t nworkers, size_t *slice_bytes,
                               size_t *kernel_bytes, int64_t *ldx)
 {
+    size_t voff;
     *ldx = (dm->maxS2 + 15) & ~(int64_t)15;
     if (*ldx < 16)
         *ldx = 16;
     *kernel_bytes = nsa_align64(nsa_attn_scratch_size((int32_t)(dm->qc * dm->G), (int32_t)dm->D,
                                                       (int32_t)dm->Dv, KV_CHUNK));
     *slice_bytes = slice_layout(dm, *ldx, *kernel_bytes).total;
-    return nsa_align64((size_t)dm->ntasks * sizeof(cattn_task)) + nworkers * *slice_bytes;
+    return nsa_align64((size_t)dm->ntasks * sizeof(cattn_task)) + widened_bytes(dm, &voff) +
+           nworkers * *slice_bytes;
 }
 
 nsa_status nsa_compress_attention_workspace_size(nsa_context *ctx, const nsa_tensor *query,
@@ -659,7 +704,18 @@ nsa_status nsa_compress_attention(nsa_context *ctx, const nsa_tensor *query,
     job.p = params;
     job.scale = (float)params->scale_value;
     job.tasks = tasks;
-    job.scratch = (char *)ws + nsa_align64((size_t)job.dm.ntasks * sizeof(cattn_task));
+    {
+        char *base = (char *)ws + nsa_align64((size_t)job.dm.ntasks * sizeof(cattn_task));
+        size_t voff, wb = widened_bytes(&job.dm, &voff);
+        if (job.dm.widen_kv) {
+            job.kf = (float *)(void *)base;
+            job.vf = (float *)(void *)(base + voff);
+        }
+        job.scratch = base + wb;
+    }
+    if (job.kf)
+        nsa_parallel_for(ctx, widen_kv_item, &job,
+                         (size_t)((job.dm.T2 + WIDEN_ROWS - 1) / WIDEN_ROWS));
     nsa_parallel_for(ctx, cattn_worker, &job, job.nworkers);
     nsa_workspace_release(ctx, ws);
     return NSA_SUCCESS;
