@@ -48,11 +48,11 @@ NSA_API nsa_status nsa_compress_output_rows(const nsa_compress_params *params, i
 
 /**
  * Bytes of scratch nsa_compress needs (for nsa_context_set_workspace).
+ * @param ctx     the context the call will use (the size depends on its thread count).
  * @param input   the (T, N, D) input (only its shape is read).
  * @param params  as for nsa_compress.
  * @param size    receives the size in bytes.
- * @param ctx     the context the call will use (the size depends on its thread count).
- * @return NSA_SUCCESS, NSA_ERR_NULL_POINTER, NSA_ERR_INVALID_ARGUMENT.
+ * @return NSA_SUCCESS, NSA_ERR_NULL_POINTER, NSA_ERR_INVALID_ARGUMENT, NSA_ERR_OUT_OF_MEMORY.
  */
 NSA_API nsa_status nsa_compress_workspace_size(nsa_context *ctx, const nsa_tensor *input,
                                                const nsa_compress_params *params, size_t *size);
@@ -111,7 +111,9 @@ NSA_API nsa_compress_attention_params nsa_compress_attention_params_default(void
 /**
  * Bytes of scratch nsa_compress_attention needs (for nsa_context_set_workspace).
  * @param ctx     the context the call will use (the size depends on its thread count).
- * @param query   (T1, N1, D); @param key (T2, N2, D); @param value (T2, N2, D2).
+ * @param query   (T1, N1, D).
+ * @param key     (T2, N2, D).
+ * @param value   (T2, N2, D2).
  * @param params  as for nsa_compress_attention.
  * @param size    receives the size in bytes.
  * @return NSA_SUCCESS or the error nsa_compress_attention would return for these arguments.

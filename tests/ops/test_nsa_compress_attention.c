@@ -349,6 +349,27 @@ static void randomised(void **state)
     }
 }
 
+/* A larger group (G = 16: tiles of 8 positions x 16 heads), several kernel chunks of keys
+ * (S2 up to 300), the vendor's default block sizes. */
+static void large_group_many_chunks(void **state)
+{
+    test_rng rng;
+    acase c;
+    (void)state;
+    memset(&c, 0, sizeof c);
+    test_rng_seed(&rng, 11);
+    c.B = 2;
+    c.qlen[0] = 37, c.qlen[1] = 60;
+    c.kvlen[0] = 300, c.kvlen[1] = 520;
+    c.N1 = 32, c.N2 = 2, c.D = 48, c.Dv = 32, c.l = 32, c.d = 16, c.ls = 64, c.k = 16;
+    c.scale = 0.3;
+    c.dt = c.out_dt = NSA_DTYPE_BF16;
+    c.use_amask = c.use_tmask = 1;
+    build_case(&c, &rng);
+    run_and_check(&c);
+    free_case(&c);
+}
+
 /* Example 5 of section 9: B = 2, S1 = [3, 2], N1 = 2: (b = 1, h = 1, s = 0) is at flat row
  * 3*2 + 1*2 + 0 = 8, i.e. element 64. Checked against the reference row max of t = 3, h = 1. */
 static void softmax_layout_example(void **state)
@@ -753,6 +774,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(randomised),
+        cmocka_unit_test(large_group_many_chunks),
         cmocka_unit_test(softmax_layout_example),
         cmocka_unit_test(importance_shift_example),
         cmocka_unit_test(uniform_rows_ties_and_forced_blocks),
