@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Find a CBLAS (OpenBLAS) for the tile GEMMs, or fall back to libnsa's built-in GEMM.
 # Sets NSA_BLAS_USED (openblas | builtin), NSA_BLAS_TARGET (a target to link, or empty) and
-# NSA_BLAS_PC_REQUIRES (for nsa.pc).
+# NSA_BLAS_PC_REQUIRES ("openblas" when found through pkg-config, for nsa.pc and nsaConfig) and
+# NSA_BLAS_LIBRARIES (the libraries FindBLAS found otherwise, for nsa.pc's Libs.private).
 set(NSA_BLAS_TARGET "")
+set(NSA_BLAS_LIBRARIES "")
 set(NSA_BLAS_USED "builtin")
 set(NSA_BLAS_PC_REQUIRES "")
 if(NOT NSA_BLAS MATCHES "^(auto|openblas|builtin)$")
@@ -31,6 +33,7 @@ if(NOT NSA_BLAS STREQUAL "builtin")
       target_link_libraries(nsa_openblas INTERFACE ${BLAS_LIBRARIES})
       target_include_directories(nsa_openblas INTERFACE ${NSA_CBLAS_INCLUDE_DIR})
       set(NSA_BLAS_TARGET nsa_openblas)
+      set(NSA_BLAS_LIBRARIES ${BLAS_LIBRARIES})
     endif()
   endif()
   if(NSA_BLAS_TARGET)

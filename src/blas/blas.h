@@ -22,7 +22,7 @@ NSA_INTERNAL void nsa_sgemm_builtin(int trans_a, int trans_b, int64_t m, int64_t
 /* libnsa owns parallelism: while any op runs, OpenBLAS (when that is the backend) is held at
  * one thread, and its previous thread count is restored when the last concurrent op ends.
  * Without this, tile GEMMs from several libnsa threads each fan out over OpenBLAS's own
- * threads and run 2x slower on two cores (measured; docs/architecture.md). */
+ * threads and run 2x slower on two cores (measured; docs/kernel.md). */
 NSA_INTERNAL void nsa_blas_single_thread_begin(void);
 NSA_INTERNAL void nsa_blas_single_thread_end(void);
 

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The interface between nsa_bench and its cases (one file per operator, bench_<op>.c). */
+#ifndef NSA_BENCH_CASES_H
+#define NSA_BENCH_CASES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nsa/nsa.h"
+
+typedef struct bench_env {
+    nsa_context *ctx;
+    int threads;
+    double sgemm_gflops; /* the compute ceiling at this thread count */
+} bench_env;
+
+/* One printed row: `measured` in `unit`, and the figure compared with the target. */
+typedef struct bench_row {
+    char label[96];
+    double measured;
+    const char *unit;
+    double figure;
+    double target;
+    int lower_is_better;
+} bench_row;
+
+/* A case fills up to `cap` rows and returns how many. */
+typedef struct bench_case {
+    const char *name;
+    int (*run)(const bench_env *env, bench_row *rows, int cap);
+} bench_case;
+
+int bench_reps(void);
+/* A sequence length scaled by --scale (multiple of 256, at least 256). */
+int64_t bench_len(int64_t full);
+/* Median seconds of `run` over the repetitions, after one warm-up; NAN if it fails. */
+double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
+                     nsa_context *ctx);
+void *bench_alloc(size_t bytes);
+/* Deterministic values in [-0.5, 0.5]. */
+void bench_fill(float *x, size_t n, unsigned seed);
+
+/* The cases (defined in bench_<op>.c, listed in bench_case_list.h). */
+#define BENCH_CASE(name) extern const bench_case name;
+#include "bench_case_list.h"
+#undef BENCH_CASE
+
+#endif

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libnsa's benchmark: every performance target as a ratio measured in this run, on 1 and 2
+ * threads, median of several repetitions, next to the machine's own ceilings (cblas_sgemm on
+ * large squares; a streaming read of a buffer as large as the data a case reads).
+ *
+ *   nsa_bench [--reps N] [--threads LIST] [--scale F] [CASE...]
+ *
+ * --scale shrinks sequence lengths (e.g. 0.25 for a quick look); CASE names select rows. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_cases.h"
+#include "bench_util.h"
+
+static int g_reps = 5;
+static double g_scale = 1.0;
+
+int bench_reps(void)
+{
+    return g_reps;
+}
+
+int64_t bench_len(int64_t full)
+{
+    int64_t v = (int64_t)((double)full * g_scale);
+    return v < 256 ? 256 : v - v % 256;
+}
+
+double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
+                     nsa_context *ctx)
+{
+    double t[64];
+    int r, reps = g_reps > 64 ? 64 : g_reps;
+    if (run(arg, ctx) != NSA_SUCCESS) { /* warm-up, and a failure is reported once */
+        fprintf(stderr, "nsa_bench: %s\n", nsa_last_error());
+        return NAN;
+    }
+    for (r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        run(arg, ctx);
+        t[r] = bench_now() - t0;
+    }
+    return bench_median(t, reps);
+}
+
+void *bench_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) {
+        fprintf(stderr, "nsa_bench: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+void bench_fill(float *x, size_t n, unsigned seed)
+{
+    size_t i;
+    uint32_t s = seed * 2654435761u + 1u;
+    for (i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)((int32_t)(s >> 8) % 2001) * 0.0005f;
+    }
+}
+
+static const bench_case *g_cases[] = {
+#define BENCH_CASE(name) &name,
+#include "bench_case_list.h"
+#undef BENCH_CASE
+};
+
+static int selected(const char *name, int argc, char **argv, int first)
+{
+    int i;
+    if (first >= argc)
+        return 1;
+    for (i = first; i < argc; i++)
+        if (strstr(name, argv[i]))
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int threads[4] = {1, 2, 0, 0}, nthreads = 2, i, first = 1, t;
+    size_t c;
+    while (first < argc && strncmp(argv[first], "--", 2) == 0) {
+        if (!strcmp(argv[first], "--reps") && first + 1 < argc) {
+            g_reps = atoi(argv[first + 1]);
+        } else if (!strcmp(argv[first], "--scale") && first + 1 < argc) {
+            g_scale = atof(argv[first + 1]);
+        } else if (!strcmp(argv[first], "--threads") && first + 1 < argc) {
+            char *p = argv[first + 1];
+            nthreads = 0;
+            while (*p && nthreads < 4) {
+                threads[nthreads++] = (int)strtol(p, &p, 10);
+                if (*p == ',')
+                    p++;
+            }
+        } else {
+            fprintf(stderr, "usage: nsa_bench [--reps N] [--threads 1,2] [--scale F] [CASE...]\n");
+            return 2;
+        }
+        first += 2;
+    }
+    if (g_reps < 1)
+        g_reps = 1;
+    printf("libnsa %s  %s\n", nsa_version_string(), nsa_build_info());
+    printf("median of %d runs; sequence scale %.3g\n\n", g_reps, g_scale);
+    printf("%-58s %3s %12s %9s %8s %s\n", "case", "thr", "measured", "figure", "target",
+           "");
+    for (t = 0; t < nthreads; t++) {
+        nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+        nsa_context *ctx = NULL;
+        bench_env env;
+        cfg.num_threads = threads[t];
+        if (nsa_context_create(&cfg, &ctx) != NSA_SUCCESS) {
+            fprintf(stderr, "nsa_bench: %s\n", nsa_last_error());
+            return 1;
+        }
+        env.ctx = ctx;
+        env.threads = threads[t];
+        env.sgemm_gflops = bench_sgemm_gflops(2048, threads[t], g_reps);
+        printf("%-58s %3d %9.1f GF %9s %8s\n", "ceiling: cblas_sgemm 2048^3", threads[t],
+               env.sgemm_gflops, "", "");
+        for (c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
+            bench_row rows[8];
+            int n;
+            if (!selected(g_cases[c]->name, argc, argv, first))
+                continue;
+            n = g_cases[c]->run(&env, rows, 8);
+            for (i = 0; i < n; i++) {
+                int ok = rows[i].lower_is_better ? rows[i].figure <= rows[i].target
+                                                 : rows[i].figure >= rows[i].target;
+                printf("%-58s %3d %9.2f %-2s %9.3f %s%7.2f %s\n", rows[i].label, threads[t],
+                       rows[i].measured, rows[i].unit, rows[i].figure,
+                       rows[i].lower_is_better ? "<=" : ">=", rows[i].target,
+                       isnan(rows[i].figure) ? "n/a" : ok ? "ok" : "MISSED");
+            }
+        }
+        nsa_context_destroy(ctx);
+    }
+    return 0;
+}
