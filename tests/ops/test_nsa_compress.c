@@ -194,6 +194,34 @@ static void ties_away_from_zero(void **state)
     assert_int_equal(out[1], 0xBF81);
 }
 
+/* f16 special values pass through a window whose other rows are zero: subnormals, the
+ * largest finite value, infinities and NaN (checks the vectorised f16 widening). */
+static void f16_special_values(void **state)
+{
+    static const uint16_t vals[8] = {0x0001, 0x03ff, 0x8001, 0x7bff, 0xfbff, 0x7c00, 0xfc00,
+                                     0x7e00};
+    const int64_t seq[1] = {16};
+    nsa_compress_params p = params(16, 16, seq, 1);
+    uint16_t x[16 * 8], w[16], out[8];
+    int64_t shape[3], i;
+    nsa_tensor in, wt, o;
+    (void)state;
+    memset(x, 0, sizeof x);
+    memcpy(x + 3 * 8, vals, sizeof vals); /* row 3 holds the values, every other row 0 */
+    for (i = 0; i < 16; i++)
+        w[i] = 0x3c00; /* 1.0 */
+    shape[0] = 16, shape[1] = 1, shape[2] = 8;
+    in = nsa_tensor_contiguous(x, NSA_DTYPE_F16, 3, shape);
+    shape[0] = 16, shape[1] = 1;
+    wt = nsa_tensor_contiguous(w, NSA_DTYPE_F16, 2, shape);
+    shape[0] = 1, shape[1] = 1, shape[2] = 8;
+    o = nsa_tensor_contiguous(out, NSA_DTYPE_F16, 3, shape);
+    assert_int_equal(nsa_compress(NULL, &in, &wt, &p, &o), NSA_SUCCESS);
+    for (i = 0; i < 7; i++)
+        assert_int_equal(out[i], vals[i]);
+    assert_true((out[7] & 0x7c00) == 0x7c00 && (out[7] & 0x03ff) != 0); /* NaN */
+}
+
 /* ---- randomised against float64 ------------------------------------------------------- */
 
 typedef struct rcase {
@@ -558,6 +586,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(example_mindspore),  cmocka_unit_test(example_aclnn),
         cmocka_unit_test(zero_length_segments), cmocka_unit_test(ties_away_from_zero),
+        cmocka_unit_test(f16_special_values),
         cmocka_unit_test(randomised),         cmocka_unit_test(reliability),
         cmocka_unit_test(validation_errors),  cmocka_unit_test(caller_workspace),
     };
