@@ -100,7 +100,8 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         a.p.actual_cmp_seq_kvlen = kvlen;
         a.p.actual_cmp_seq_kvlen_count = 1;
         shape[0] = T1, shape[1] = N1, shape[2] = D;
-        a.q = nsa_tensor_contiguous(bf16_values((size_t)(T1 * N1 * D), 3), NSA_DTYPE_BF16, 3, shape);
+        a.q = nsa_tensor_contiguous(bf16_values((size_t)(T1 * N1 * D), 3), NSA_DTYPE_BF16, 3,
+                                    shape);
         shape[2] = Dv;
         a.out = nsa_tensor_contiguous(bench_alloc((size_t)(T1 * N1 * Dv) * 2), NSA_DTYPE_BF16, 3,
                                       shape);

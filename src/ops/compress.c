@@ -119,7 +119,8 @@ static nsa_status check_inputs(const nsa_tensor *input, const nsa_tensor *weight
         return st;
     if (p->actual_seq_len[p->actual_seq_len_count - 1] != T)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "actual_seq_len[%lld] (the last) must equal input.shape[0] (%lld), got %lld",
+                         "actual_seq_len[%lld] (the last) must equal input.shape[0] (%lld), "
+                         "got %lld",
                          (long long)(p->actual_seq_len_count - 1), (long long)T,
                          (long long)p->actual_seq_len[p->actual_seq_len_count - 1]);
     if (p->validation == NSA_VALIDATE_STRICT) {
@@ -322,7 +323,8 @@ static void prefetch_rows(const nsa_tensor *in, int64_t row0, int64_t count, int
     int64_t r, n;
     for (r = 0; r < count; r++)
         for (n = 0; n < (whole_rows ? 1 : N); n++) {
-            const char *p = (const char *)nsa_tensor_at(in, nsa_tensor_offset(in, row0 + r, n, 0, 0));
+            const char *p =
+                (const char *)nsa_tensor_at(in, nsa_tensor_offset(in, row0 + r, n, 0, 0));
             size_t off;
             for (off = 0; off < bytes; off += 64)
                 __builtin_prefetch(p + off, 0, 0);

@@ -96,7 +96,8 @@ static nsa_status check_seq_arrays(const nsa_compress_attention_params *p, const
                          (long long)p->actual_seq_qlen_count);
     if (p->actual_cmp_seq_kvlen_count != p->actual_seq_qlen_count)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "actual_cmp_seq_kvlen_count (%lld) must equal actual_seq_qlen_count (%lld)",
+                         "actual_cmp_seq_kvlen_count (%lld) must equal actual_seq_qlen_count "
+                         "(%lld)",
                          (long long)p->actual_cmp_seq_kvlen_count,
                          (long long)p->actual_seq_qlen_count);
     if ((st = nsa_check_prefix_sums(p->actual_seq_qlen, p->actual_seq_qlen_count,
