@@ -12,7 +12,7 @@
 
 /* Windows per task: a task converts the rows its windows span once (the l - d overlap between
  * neighbouring windows comes from fp32 scratch; only a task's first window loads l rows). */
-#define WINDOWS_PER_TASK 16
+#define WINDOWS_PER_TASK 32
 
 nsa_compress_params nsa_compress_params_default(void)
 {
@@ -166,73 +166,44 @@ typedef struct compress_job {
     size_t slice_bytes;
 } compress_job;
 
-/* One worker's scratch: the weights [N][l] in fp32, the tree buffer [l][D], one output row,
- * and the l row pointers of the current window. */
+/* One worker's scratch, carved in floats: a ring of the last l converted input rows (all
+ * heads, [l][N][D]), the weights [N][l], the tree buffer and one output row, plus the l row
+ * pointers of the current window. Rows are converted once, read in memory order (whole rows,
+ * so the hardware prefetchers stream them), and reused by the l/d windows that share them. */
 typedef struct compress_slice {
-    float *w, *tree, *orow;
-    const void **rows;
+    float *ring, *w, *tree, *orow;
+    const float **rows;
 } compress_slice;
 
-/* Byte offsets of the parts of a slice (w, tree, orow, rows); returns its size. */
-static size_t slice_offsets(int64_t l, int64_t N, int64_t D, size_t off[4])
+/* Byte offsets of the parts of a slice (ring, w, tree, orow, rows); returns its size. */
+static size_t slice_offsets(int64_t l, int64_t N, int64_t D, size_t off[5])
 {
     off[0] = 0;
-    off[1] = off[0] + nsa_align64((size_t)(N * l) * sizeof(float));
-    off[2] = off[1] + nsa_align64((size_t)(l * D) * sizeof(float));
-    off[3] = off[2] + nsa_align64((size_t)D * sizeof(float));
-    return off[3] + nsa_align64((size_t)l * sizeof(void *));
+    off[1] = off[0] + nsa_align64((size_t)(l * N * D) * sizeof(float));
+    off[2] = off[1] + nsa_align64((size_t)(N * l) * sizeof(float));
+    off[3] = off[2] + nsa_align64((size_t)(l * D) * sizeof(float));
+    off[4] = off[3] + nsa_align64((size_t)D * sizeof(float));
+    return off[4] + nsa_align64((size_t)l * sizeof(float *));
 }
 
 static compress_slice carve_slice(char *base, int64_t l, int64_t N, int64_t D)
 {
     compress_slice s;
-    size_t off[4];
+    size_t off[5];
     slice_offsets(l, N, D, off);
-    s.w = (float *)(void *)(base + off[0]);
-    s.tree = (float *)(void *)(base + off[1]);
-    s.orow = (float *)(void *)(base + off[2]);
-    s.rows = (const void **)(void *)(base + off[3]);
+    s.ring = (float *)(void *)(base + off[0]);
+    s.w = (float *)(void *)(base + off[1]);
+    s.tree = (float *)(void *)(base + off[2]);
+    s.orow = (float *)(void *)(base + off[3]);
+    s.rows = (const float **)(void *)(base + off[4]);
     return s;
 }
 
-/* Exact f16 -> f32 in plain integer / float operations the compiler can vectorise: the
- * exponent and mantissa moved into place read as a float 2^112 too small (subnormal halves
- * land on fp32 subnormals), so one multiply by 2^112 fixes every finite value. */
-static inline float f16_widen(uint16_t h)
-{
-    uint32_t em = h & 0x7fffu, bits = em << 13;
-    float f;
-    memcpy(&f, &bits, 4);
-    f *= 0x1p112f;
-    memcpy(&bits, &f, 4);
-    if (em >= 0x7c00u) /* inf, NaN */
-        bits = (em << 13) | 0x7f800000u;
-    bits |= (uint32_t)(h & 0x8000u) << 16;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* Element idx of a row of dtype dt as fp32 (dt is a constant in every caller, so the branch
- * folds away and the loops below vectorise). */
-static inline float widen_at(const void *row, int64_t idx, nsa_dtype dt)
-{
-    if (dt == NSA_DTYPE_BF16) {
-        uint32_t bits = (uint32_t)((const uint16_t *)row)[idx] << 16;
-        float f;
-        memcpy(&f, &bits, 4);
-        return f;
-    }
-    if (dt == NSA_DTYPE_F16)
-        return f16_widen(((const uint16_t *)row)[idx]);
-    return ((const float *)row)[idx];
-}
-
-/* One window of one head, read straight from the input (x[i] = row i, channel c at
- * col + c*cs, in dtype dt): products w[i]*x[i] summed in the kernel's ReduceBlock order (fold
- * the non-power-of-two tail onto the head, then halve). Products are exact for f16/bf16 and
- * kept as separate statements so no compiler fuses them into an FMA for f32. */
-static inline void window_tree_body(const void *const *x, int64_t col, int64_t cs, nsa_dtype dt,
-                                    const float *w, int32_t l, int32_t D, float *tmp, float *out)
+/* The kernel's ReduceBlock order over the l rows of one window (row pointers x[i]): fold the
+ * non-power-of-two tail onto the head, then halve. Products are exact for f16/bf16 (and kept
+ * as separate statements so no compiler fuses them into an FMA for f32). */
+static inline void window_tree_body(const float *const *x, int64_t col, const float *w, int32_t l,
+                                    int32_t D, float *tmp, float *out)
 {
     int32_t a = 1, i, e;
     while (a < l)
@@ -240,19 +211,19 @@ static inline void window_tree_body(const void *const *x, int64_t col, int64_t c
     a >>= 1;
     for (i = 0; i < a; i++) {
         const float wi = w[i];
-        const void *xi = x[i];
+        const float *xi = x[i] + col;
         float *ti = tmp + (int64_t)i * D;
         if (i + a < l) {
             const float wj = w[i + a];
-            const void *xj = x[i + a];
+            const float *xj = x[i + a] + col;
             for (e = 0; e < D; e++) {
-                float p = wi * widen_at(xi, col + e * cs, dt);
-                float q = wj * widen_at(xj, col + e * cs, dt);
+                float p = wi * xi[e];
+                float q = wj * xj[e];
                 ti[e] = p + q;
             }
         } else {
             for (e = 0; e < D; e++)
-                ti[e] = wi * widen_at(xi, col + e * cs, dt);
+                ti[e] = wi * xi[e];
         }
     }
     while (a > 1) {
@@ -267,52 +238,40 @@ static inline void window_tree_body(const void *const *x, int64_t col, int64_t c
     memcpy(out, tmp, (size_t)D * sizeof(float)); /* l >= 16, so the tree ran */
 }
 
-typedef void (*window_tree_fn)(const void *const *x, int64_t col, int64_t cs, const float *w,
-                               int32_t l, int32_t D, float *tmp, float *out);
-
-/* One instance per dtype, for unit channel stride (vectorised) and any stride. */
-#define TREE_INSTANCE(name, attr, dt, stride)                                                  \
-    attr static void name(const void *const *x, int64_t col, int64_t cs, const float *w,     \
-                          int32_t l, int32_t D, float *tmp, float *out)                      \
-    {                                                                                          \
-        (void)cs;                                                                              \
-        window_tree_body(x, col, stride, dt, w, l, D, tmp, out);                               \
-    }
-
-#define NO_ATTR
-TREE_INSTANCE(tree_f32, NO_ATTR, NSA_DTYPE_F32, 1)
-TREE_INSTANCE(tree_f16, NO_ATTR, NSA_DTYPE_F16, 1)
-TREE_INSTANCE(tree_bf16, NO_ATTR, NSA_DTYPE_BF16, 1)
-TREE_INSTANCE(tree_f32_strided, NO_ATTR, NSA_DTYPE_F32, cs)
-TREE_INSTANCE(tree_f16_strided, NO_ATTR, NSA_DTYPE_F16, cs)
-TREE_INSTANCE(tree_bf16_strided, NO_ATTR, NSA_DTYPE_BF16, cs)
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX512_CLONE 1
-/* The same loops compiled for AVX-512 (the library's baseline is SSE2); no "fma", so the
- * arithmetic is identical to the portable instances. */
-#define AVX512_ATTR __attribute__((target("avx512f")))
-TREE_INSTANCE(tree_f32_avx512, AVX512_ATTR, NSA_DTYPE_F32, 1)
-TREE_INSTANCE(tree_f16_avx512, AVX512_ATTR, NSA_DTYPE_F16, 1)
-TREE_INSTANCE(tree_bf16_avx512, AVX512_ATTR, NSA_DTYPE_BF16, 1)
-#endif
-
-static window_tree_fn pick_tree(nsa_dtype dt, int64_t cs)
+static void window_tree_portable(const float *const *x, int64_t col, const float *w, int32_t l,
+                                 int32_t D, float *tmp, float *out)
 {
-    const int unit = cs == 1;
-#ifdef HAVE_AVX512_CLONE
-    if (unit && nsa_cpu_has_avx512())
-        return dt == NSA_DTYPE_F32 ? tree_f32_avx512
-               : dt == NSA_DTYPE_F16 ? tree_f16_avx512 : tree_bf16_avx512;
-#endif
-    if (dt == NSA_DTYPE_F32)
-        return unit ? tree_f32 : tree_f32_strided;
-    if (dt == NSA_DTYPE_F16)
-        return unit ? tree_f16 : tree_f16_strided;
-    return unit ? tree_bf16 : tree_bf16_strided;
+    window_tree_body(x, col, w, l, D, tmp, out);
 }
 
-/* Ask for the rows the next window adds while this window's trees run: the trees walk each
- * row head by head (strides of N*D elements), which the hardware prefetchers do not follow. */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX512_CLONE 1
+/* The same loops compiled for AVX-512 (the library's baseline is SSE2); no "fma" so the
+ * arithmetic is identical to the portable path. */
+__attribute__((target("avx512f"))) static void
+window_tree_avx512(const float *const *x, int64_t col, const float *w, int32_t l, int32_t D,
+                   float *tmp, float *out)
+{
+    window_tree_body(x, col, w, l, D, tmp, out);
+}
+#endif
+
+/* Convert input row `row` (all heads) into ring slot `slot`. */
+static void load_input_row(const nsa_tensor *in, int64_t row, int64_t N, int64_t D, float *dst)
+{
+    int64_t n;
+    const void *src = nsa_tensor_at(in, nsa_tensor_offset(in, row, 0, 0, 0));
+    if (in->stride[2] == 1 && in->stride[1] == D) {
+        nsa_load_f32(src, in->dtype, 1, dst, N * D); /* heads contiguous: one run */
+        return;
+    }
+    for (n = 0; n < N; n++)
+        nsa_load_f32(nsa_tensor_at(in, nsa_tensor_offset(in, row, n, 0, 0)), in->dtype,
+                     in->stride[2], dst + n * D, D);
+}
+
+/* Ask for the rows the next window will load while this window's trees run (measured a few
+ * per cent faster on one thread than leaving it to the hardware prefetchers). */
 static void prefetch_rows(const nsa_tensor *in, int64_t row0, int64_t count, int64_t N)
 {
 #if defined(__GNUC__) || defined(__clang__)
@@ -339,28 +298,36 @@ static void compress_worker(void *arg, size_t worker)
     const compress_job *job = (const compress_job *)arg;
     const nsa_tensor *in = job->input, *wt = job->weight, *out = job->output;
     const int32_t l = (int32_t)job->l, D = (int32_t)job->D;
-    const int64_t N = job->N, d = job->d;
-    const window_tree_fn tree_fn = pick_tree(in->dtype, in->stride[2]);
-    compress_slice sl = carve_slice(job->scratch + worker * job->slice_bytes, job->l, N, job->D);
+    const int64_t N = job->N, d = job->d, row_floats = N * D;
+    compress_slice sl;
     size_t t;
     int64_t n;
+    void (*tree_fn)(const float *const *, int64_t, const float *, int32_t, int32_t, float *,
+                    float *) = window_tree_portable;
+#ifdef HAVE_AVX512_CLONE
+    if (nsa_cpu_has_avx512())
+        tree_fn = window_tree_avx512;
+#endif
+    sl = carve_slice(job->scratch + worker * job->slice_bytes, job->l, N, job->D);
     for (n = 0; n < N; n++)
         nsa_load_f32(nsa_tensor_at(wt, nsa_tensor_offset(wt, 0, n, 0, 0)), wt->dtype,
                      wt->stride[0], sl.w + n * l, l);
 
     for (t = worker; t < job->ntasks; t += job->nworkers) {
         const compress_task *task = &job->tasks[t];
+        int64_t next = 0; /* rows [0, next) of the task are in the ring, slot = row % l */
         int32_t j, i;
-        prefetch_rows(in, task->row0, l, N);
         for (j = 0; j < task->count; j++) {
-            const int64_t first = task->row0 + (int64_t)j * d;
+            const int64_t first = (int64_t)j * d;
+            for (; next < first + l; next++)
+                load_input_row(in, task->row0 + next, N, job->D,
+                               sl.ring + (next % l) * row_floats);
             if (j + 1 < task->count)
-                prefetch_rows(in, first + l, d, N);
+                prefetch_rows(in, task->row0 + next, d, N);
             for (i = 0; i < l; i++)
-                sl.rows[i] = nsa_tensor_at(in, nsa_tensor_offset(in, first + i, 0, 0, 0));
+                sl.rows[i] = sl.ring + ((first + i) % l) * row_floats;
             for (n = 0; n < N; n++) {
-                tree_fn(sl.rows, n * in->stride[1], in->stride[2], sl.w + n * l, l, D, sl.tree,
-                        sl.orow);
+                tree_fn(sl.rows, n * D, sl.w + n * l, l, D, sl.tree, sl.orow);
                 nsa_store_f32(sl.orow,
                               nsa_tensor_at(out, nsa_tensor_offset(out, task->out0 + j, n, 0, 0)),
                               out->dtype, out->stride[2], D, NSA_ROUND_NEAREST_AWAY);
@@ -395,7 +362,7 @@ static size_t workers_for(nsa_context *ctx, size_t ntasks)
 static size_t workspace_bytes(size_t ntasks, size_t nworkers, int64_t l, int64_t N, int64_t D,
                               size_t *slice_bytes)
 {
-    size_t off[4];
+    size_t off[5];
     *slice_bytes = slice_offsets(l, N, D, off);
     return nsa_align64(ntasks * sizeof(compress_task)) + nworkers * *slice_bytes;
 }
