@@ -13,6 +13,8 @@
 /* Windows per task: a task converts the rows its windows span once (the l - d overlap between
  * neighbouring windows comes from fp32 scratch; only a task's first window loads l rows). */
 #define WINDOWS_PER_TASK 32
+/* Cap of a worker's ring of converted rows (floats): wider rows are split into head groups. */
+#define RING_FLOATS ((int64_t)1 << 21)
 
 nsa_compress_params nsa_compress_params_default(void)
 {
@@ -150,25 +152,34 @@ static nsa_status check_inputs(const nsa_tensor *input, const nsa_tensor *weight
     return nsa_compress_output_rows(p, out_rows);
 }
 
-/* A task: WINDOWS_PER_TASK windows (fewer at a segment's end) of one segment, all heads. */
+/* A task: WINDOWS_PER_TASK windows (fewer at a segment's end) of one segment, one group of
+ * heads (all heads unless l rows of them exceed RING_FLOATS). */
 typedef struct compress_task {
     int64_t row0;  /* global input row of the first window */
     int64_t out0;  /* output row of the first window */
+    int64_t head0; /* first head of the group */
     int32_t count; /* windows */
 } compress_task;
 
+/* Heads per group: as many as fit the ring, at least one. */
+static int64_t heads_per_group(int64_t l, int64_t N, int64_t D)
+{
+    int64_t g = RING_FLOATS / (l * D);
+    return g < 1 ? 1 : g > N ? N : g;
+}
+
 typedef struct compress_job {
     const nsa_tensor *input, *weight, *output;
-    int64_t l, d, N, D;
+    int64_t l, d, N, D, group;
     const compress_task *tasks;
     size_t ntasks, nworkers;
     char *scratch; /* nworkers slices of slice_bytes */
     size_t slice_bytes;
 } compress_job;
 
-/* One worker's scratch, carved in floats: a ring of the last l converted input rows (all
- * heads, [l][N][D]), the weights [N][l], the tree buffer and one output row, plus the l row
- * pointers of the current window. Rows are converted once, read in memory order (whole rows,
+/* One worker's scratch, carved in floats: a ring of the last l converted input rows (the
+ * heads of one group, [l][group][D]), the weights [N][l], the tree buffer and one output row,
+ * plus the l row pointers of the current window. Rows are converted once, read in memory order (whole rows,
  * so the hardware prefetchers stream them), and reused by the l/d windows that share them. */
 typedef struct compress_slice {
     float *ring, *w, *tree, *orow;
@@ -176,21 +187,21 @@ typedef struct compress_slice {
 } compress_slice;
 
 /* Byte offsets of the parts of a slice (ring, w, tree, orow, rows); returns its size. */
-static size_t slice_offsets(int64_t l, int64_t N, int64_t D, size_t off[5])
+static size_t slice_offsets(int64_t l, int64_t group, int64_t N, int64_t D, size_t off[5])
 {
     off[0] = 0;
-    off[1] = off[0] + nsa_align64((size_t)(l * N * D) * sizeof(float));
+    off[1] = off[0] + nsa_align64((size_t)(l * group * D) * sizeof(float));
     off[2] = off[1] + nsa_align64((size_t)(N * l) * sizeof(float));
     off[3] = off[2] + nsa_align64((size_t)(l * D) * sizeof(float));
     off[4] = off[3] + nsa_align64((size_t)D * sizeof(float));
     return off[4] + nsa_align64((size_t)l * sizeof(float *));
 }
 
-static compress_slice carve_slice(char *base, int64_t l, int64_t N, int64_t D)
+static compress_slice carve_slice(char *base, int64_t l, int64_t group, int64_t N, int64_t D)
 {
     compress_slice s;
     size_t off[5];
-    slice_offsets(l, N, D, off);
+    slice_offsets(l, group, N, D, off);
     s.ring = (float *)(void *)(base + off[0]);
     s.w = (float *)(void *)(base + off[1]);
     s.tree = (float *)(void *)(base + off[2]);
@@ -256,40 +267,42 @@ window_tree_avx512(const float *const *x, int64_t col, const float *w, int32_t l
 }
 #endif
 
-/* Convert input row `row` (all heads) into ring slot `slot`. */
-static void load_input_row(const nsa_tensor *in, int64_t row, int64_t N, int64_t D, float *dst)
+/* Convert heads [h0, h0 + nh) of input row `row` into dst ([nh][D]). */
+static void load_input_row(const nsa_tensor *in, int64_t row, int64_t h0, int64_t nh, int64_t D,
+                           float *dst)
 {
     int64_t n;
-    const void *src = nsa_tensor_at(in, nsa_tensor_offset(in, row, 0, 0, 0));
-    if (in->stride[2] == 1 && in->stride[1] == D) {
-        nsa_load_f32(src, in->dtype, 1, dst, N * D); /* heads contiguous: one run */
+    if (in->stride[2] == 1 && in->stride[1] == D) { /* heads contiguous: one run */
+        nsa_load_f32(nsa_tensor_at(in, nsa_tensor_offset(in, row, h0, 0, 0)), in->dtype, 1, dst,
+                     nh * D);
         return;
     }
-    for (n = 0; n < N; n++)
-        nsa_load_f32(nsa_tensor_at(in, nsa_tensor_offset(in, row, n, 0, 0)), in->dtype,
+    for (n = 0; n < nh; n++)
+        nsa_load_f32(nsa_tensor_at(in, nsa_tensor_offset(in, row, h0 + n, 0, 0)), in->dtype,
                      in->stride[2], dst + n * D, D);
 }
 
 /* Ask for the rows the next window will load while this window's trees run (measured a few
  * per cent faster on one thread than leaving it to the hardware prefetchers). */
-static void prefetch_rows(const nsa_tensor *in, int64_t row0, int64_t count, int64_t N)
+static void prefetch_rows(const nsa_tensor *in, int64_t row0, int64_t count, int64_t h0,
+                          int64_t nh)
 {
 #if defined(__GNUC__) || defined(__clang__)
     const size_t es = nsa_dtype_size(in->dtype);
     const int whole_rows = in->stride[2] == 1 && in->stride[1] == in->shape[2];
-    const size_t bytes = whole_rows ? (size_t)(N * in->shape[2]) * es
+    const size_t bytes = whole_rows ? (size_t)(nh * in->shape[2]) * es
                                     : (size_t)((in->shape[2] - 1) * in->stride[2] + 1) * es;
     int64_t r, n;
     for (r = 0; r < count; r++)
-        for (n = 0; n < (whole_rows ? 1 : N); n++) {
-            const char *p =
-                (const char *)nsa_tensor_at(in, nsa_tensor_offset(in, row0 + r, n, 0, 0));
+        for (n = 0; n < (whole_rows ? 1 : nh); n++) {
+            const char *p = (const char *)nsa_tensor_at(
+                in, nsa_tensor_offset(in, row0 + r, h0 + n, 0, 0));
             size_t off;
             for (off = 0; off < bytes; off += 64)
                 __builtin_prefetch(p + off, 0, 0);
         }
 #else
-    (void)in, (void)row0, (void)count, (void)N;
+    (void)in, (void)row0, (void)count, (void)h0, (void)nh;
 #endif
 }
 
@@ -298,7 +311,7 @@ static void compress_worker(void *arg, size_t worker)
     const compress_job *job = (const compress_job *)arg;
     const nsa_tensor *in = job->input, *wt = job->weight, *out = job->output;
     const int32_t l = (int32_t)job->l, D = (int32_t)job->D;
-    const int64_t N = job->N, d = job->d, row_floats = N * D;
+    const int64_t N = job->N, d = job->d;
     compress_slice sl;
     size_t t;
     int64_t n;
@@ -308,28 +321,31 @@ static void compress_worker(void *arg, size_t worker)
     if (nsa_cpu_has_avx512())
         tree_fn = window_tree_avx512;
 #endif
-    sl = carve_slice(job->scratch + worker * job->slice_bytes, job->l, N, job->D);
+    sl = carve_slice(job->scratch + worker * job->slice_bytes, job->l, job->group, N, job->D);
     for (n = 0; n < N; n++)
         nsa_load_f32(nsa_tensor_at(wt, nsa_tensor_offset(wt, 0, n, 0, 0)), wt->dtype,
                      wt->stride[0], sl.w + n * l, l);
 
     for (t = worker; t < job->ntasks; t += job->nworkers) {
         const compress_task *task = &job->tasks[t];
+        const int64_t h0 = task->head0, nh = N - h0 < job->group ? N - h0 : job->group;
+        const int64_t row_floats = nh * D;
         int64_t next = 0; /* rows [0, next) of the task are in the ring, slot = row % l */
         int32_t j, i;
         for (j = 0; j < task->count; j++) {
             const int64_t first = (int64_t)j * d;
             for (; next < first + l; next++)
-                load_input_row(in, task->row0 + next, N, job->D,
+                load_input_row(in, task->row0 + next, h0, nh, job->D,
                                sl.ring + (next % l) * row_floats);
             if (j + 1 < task->count)
-                prefetch_rows(in, task->row0 + next, d, N);
+                prefetch_rows(in, task->row0 + next, d, h0, nh);
             for (i = 0; i < l; i++)
                 sl.rows[i] = sl.ring + ((first + i) % l) * row_floats;
-            for (n = 0; n < N; n++) {
-                tree_fn(sl.rows, n * D, sl.w + n * l, l, D, sl.tree, sl.orow);
+            for (n = 0; n < nh; n++) {
+                tree_fn(sl.rows, n * D, sl.w + (h0 + n) * l, l, D, sl.tree, sl.orow);
                 nsa_store_f32(sl.orow,
-                              nsa_tensor_at(out, nsa_tensor_offset(out, task->out0 + j, n, 0, 0)),
+                              nsa_tensor_at(out, nsa_tensor_offset(out, task->out0 + j, h0 + n,
+                                                                   0, 0)),
                               out->dtype, out->stride[2], D, NSA_ROUND_NEAREST_AWAY);
             }
         }
@@ -337,15 +353,17 @@ static void compress_worker(void *arg, size_t worker)
 }
 
 /* Number of tasks (without building them). */
-static size_t count_tasks(const nsa_compress_params *p)
+static size_t count_tasks(const nsa_compress_params *p, int64_t N, int64_t D)
 {
+    const int64_t group = heads_per_group(p->compress_block_size, N, D);
     size_t n = 0;
     int64_t b;
     for (b = 0; b < p->actual_seq_len_count; b++) {
         int64_t prev = b ? p->actual_seq_len[b - 1] : 0;
         int64_t W = windows_of(p->actual_seq_len[b] - prev, p->compress_block_size,
                                p->compress_stride);
-        n += (size_t)((W + WINDOWS_PER_TASK - 1) / WINDOWS_PER_TASK);
+        n += (size_t)((W + WINDOWS_PER_TASK - 1) / WINDOWS_PER_TASK) *
+             (size_t)((N + group - 1) / group);
     }
     return n;
 }
@@ -363,7 +381,7 @@ static size_t workspace_bytes(size_t ntasks, size_t nworkers, int64_t l, int64_t
                               size_t *slice_bytes)
 {
     size_t off[5];
-    *slice_bytes = slice_offsets(l, N, D, off);
+    *slice_bytes = slice_offsets(l, heads_per_group(l, N, D), N, D, off);
     return nsa_align64(ntasks * sizeof(compress_task)) + nworkers * *slice_bytes;
 }
 
@@ -384,7 +402,7 @@ nsa_status nsa_compress_workspace_size(nsa_context *ctx, const nsa_tensor *input
     ctx = nsa_context_resolve(ctx);
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "cannot create the default context");
-    ntasks = count_tasks(params);
+    ntasks = count_tasks(params, input->shape[1], input->shape[2]);
     *size = workspace_bytes(ntasks, workers_for(ctx, ntasks), params->compress_block_size,
                             input->shape[1], input->shape[2], &slice);
     return NSA_SUCCESS;
@@ -421,26 +439,29 @@ nsa_status nsa_compress(nsa_context *ctx, const nsa_tensor *input, const nsa_ten
     ctx = nsa_context_resolve(ctx);
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "cannot create the default context");
-    ntasks = count_tasks(params);
+    ntasks = count_tasks(params, N, D);
     nworkers = workers_for(ctx, ntasks);
     bytes = workspace_bytes(ntasks, nworkers, params->compress_block_size, N, D, &slice);
     if ((st = nsa_workspace_acquire(ctx, bytes, &ws)) != NSA_SUCCESS)
         return st;
 
-    /* Tasks in output order: segment, window chunk. */
+    /* Tasks in output order: segment, window chunk, head group. */
+    job.group = heads_per_group(params->compress_block_size, N, D);
     tasks = (compress_task *)ws;
     out_rows = 0;
     for (b = 0; b < params->actual_seq_len_count; b++) {
         int64_t start = b ? params->actual_seq_len[b - 1] : 0;
         int64_t W = windows_of(params->actual_seq_len[b] - start, params->compress_block_size,
                                params->compress_stride);
-        int64_t j0;
-        for (j0 = 0; j0 < W; j0 += WINDOWS_PER_TASK) {
-            tasks[t].row0 = start + j0 * params->compress_stride;
-            tasks[t].out0 = out_rows + j0;
-            tasks[t].count = (int32_t)(W - j0 < WINDOWS_PER_TASK ? W - j0 : WINDOWS_PER_TASK);
-            t++;
-        }
+        int64_t j0, h0;
+        for (j0 = 0; j0 < W; j0 += WINDOWS_PER_TASK)
+            for (h0 = 0; h0 < N; h0 += job.group) {
+                tasks[t].row0 = start + j0 * params->compress_stride;
+                tasks[t].out0 = out_rows + j0;
+                tasks[t].head0 = h0;
+                tasks[t].count = (int32_t)(W - j0 < WINDOWS_PER_TASK ? W - j0 : WINDOWS_PER_TASK);
+                t++;
+            }
         out_rows += W;
     }
 

@@ -235,10 +235,13 @@ typedef struct rcase {
     int64_t rows;
 } rcase;
 
+/* Random values and the tensors of a case whose sizes and segments are set. */
+static void fill_case(rcase *c, test_rng *rng);
+
 static void make_case(rcase *c, test_rng *rng)
 {
     static const int64_t ls[4] = {16, 32, 64, 128};
-    int64_t i, n, e, t, total = 0;
+    int64_t i, total = 0;
     c->l = ls[test_rng_int(rng, 0, 3)];
     c->d = 16 * test_rng_int(rng, 1, c->l / 16);
     c->N = test_rng_int(rng, 1, 5);
@@ -249,7 +252,13 @@ static void make_case(rcase *c, test_rng *rng)
                                                : test_rng_int(rng, 0, 300);
         c->seq[i] = total;
     }
-    c->T = total;
+    fill_case(c, rng);
+}
+
+static void fill_case(rcase *c, test_rng *rng)
+{
+    int64_t i, n, e, t;
+    c->T = c->seq[c->B - 1];
     c->x = malloc((size_t)(c->T * c->N * c->D + 1) * sizeof(float));
     c->w = malloc((size_t)(c->l * c->N) * sizeof(float));
     for (i = 0; i < c->T * c->N * c->D; i++)
@@ -376,6 +385,28 @@ static void randomised(void **state)
         free(out);
         free_case(&c);
     }
+}
+
+/* Rows wider than the op's ring (l * N * D > 2^21 floats) are processed in head groups. */
+static void head_groups(void **state)
+{
+    test_rng rng;
+    rcase c;
+    void *out;
+    size_t bytes;
+    (void)state;
+    memset(&c, 0, sizeof c);
+    test_rng_seed(&rng, 5);
+    c.l = 128, c.d = 16, c.N = 20, c.D = 1024, c.B = 1, c.seq[0] = 160;
+    c.dt = NSA_DTYPE_BF16;
+    c.out_dt = NSA_DTYPE_F32;
+    fill_case(&c, &rng);
+    bytes = (size_t)(c.rows * c.N * c.D) * 4;
+    out = malloc(bytes);
+    assert_int_equal(run_rcase(&c, NULL, out, bytes), NSA_SUCCESS);
+    check_against_reference(&c, out);
+    free(out);
+    free_case(&c);
 }
 
 /* Bit-identical for any thread count; concurrent callers; clean out-of-memory failures. */
@@ -601,7 +632,7 @@ static void caller_workspace(void **state)
     assert_int_equal(nsa_context_create(&cfg, &ctx), NSA_SUCCESS);
     assert_int_equal(nsa_compress_workspace_size(ctx, &in, &p, &size), NSA_SUCCESS);
     assert_true(size > 0);
-    buf = malloc(size);
+    assert_int_equal(posix_memalign(&buf, 64, size), 0); /* workspaces are 64-byte aligned */
     assert_int_equal(nsa_context_set_workspace(ctx, buf, size), NSA_SUCCESS);
     assert_int_equal(nsa_compress(ctx, &in, &wt, &p, &o), NSA_SUCCESS);
     assert_int_equal(nsa_context_set_workspace(ctx, buf, size - 1), NSA_SUCCESS);
@@ -616,7 +647,8 @@ int main(void)
         cmocka_unit_test(example_mindspore),  cmocka_unit_test(example_aclnn),
         cmocka_unit_test(zero_length_segments), cmocka_unit_test(ties_away_from_zero),
         cmocka_unit_test(f16_special_values),
-        cmocka_unit_test(randomised),         cmocka_unit_test(reliability),
+        cmocka_unit_test(randomised),         cmocka_unit_test(head_groups),
+        cmocka_unit_test(reliability),
         cmocka_unit_test(validation_errors),  cmocka_unit_test(caller_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
