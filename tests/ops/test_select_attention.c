@@ -125,15 +125,13 @@ static void fill_random(sel_case *sc, test_rng *rng, double p_repeat)
 static void make_views(sel_case *sc)
 {
     select_ref_case *rc = &sc->rc;
-    const int64_t stat_shape[3] = {rc->t1, rc->n1, 8}, out_shape[3] = {rc->t1, rc->n1, rc->dv};
+    const int64_t stat_shape[3] = {rc->t1, rc->n1, 8};
     const int64_t topk_shape[3] = {rc->t1, rc->n2, rc->block_count};
     float *zeros = (float *)calloc((size_t)(rc->t1 * rc->n1 * rc->dv + 1), sizeof(float));
     sc->qbuf = make_view(sc->q, rc->t1, rc->n1, rc->d, sc->in_dt, sc->strided, &sc->tq);
     sc->kbuf = make_view(sc->k, rc->t2, rc->n2, rc->d, sc->in_dt, sc->strided, &sc->tk);
     sc->vbuf = make_view(sc->v, rc->t2, rc->n2, rc->dv, sc->in_dt, sc->strided, &sc->tv);
     sc->obuf = make_view(zeros, rc->t1, rc->n1, rc->dv, sc->out_dt, sc->strided, &sc->tout);
-    if (!sc->strided)
-        sc->tout = nsa_tensor_contiguous(sc->obuf, sc->out_dt, 3, out_shape);
     free(zeros);
     sc->topkbuf = (int32_t *)malloc((size_t)(rc->t1 * rc->n2 * rc->block_count + 1) * sizeof(int32_t));
     memcpy(sc->topkbuf, sc->topk, (size_t)(rc->t1 * rc->n2 * rc->block_count) * sizeof(int32_t));
@@ -700,8 +698,6 @@ typedef struct fixture {
     nsa_tensor mask_view;
     uint8_t mask_byte;
     int use_wrapper;
-    nsa_tensor spare; /* storage for a replaced tensor */
-    void *spare_buf;
 } fixture;
 
 static void fx_init(fixture *fx)
