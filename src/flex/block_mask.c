@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* BlockMask: create_block_mask, from_kv_blocks, the q-side transpose, selection, accessors,
+ * to_dense, sparsity and to_string, with PyTorch's exact conventions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flex/flex_internal.h"
+#include "tensor/tensor.h"
+
+struct nsa_block_mask {
+    nsa_block_mask_info info;
+    /* index arrays (int32, contiguous), in nsa_block_mask_array order */
+    int32_t *arr[8];
+    uint8_t *cls; /* (B, H, nQ, nKV) block classes NSA_BLK_* */
+    nsa_mask_mod *mask_mod;
+    int64_t b_offset, h_offset;
+};
+
+/* Elements of array `which` (row count * row length). */
+static size_t array_len(const nsa_block_mask_info *in, int which)
+{
+    size_t bh = (size_t)in->batch * (size_t)in->heads;
+    size_t nq = (size_t)in->num_q_blocks, nk = (size_t)in->num_kv_blocks;
+    switch (which) {
+    case NSA_BM_KV_NUM_BLOCKS:
+    case NSA_BM_FULL_KV_NUM_BLOCKS:
+        return bh * nq;
+    case NSA_BM_Q_NUM_BLOCKS:
+    case NSA_BM_FULL_Q_NUM_BLOCKS:
+        return bh * nk;
+    default:
+        return bh * nq * nk;
+    }
+}
+
+void nsa_block_mask_free(nsa_block_mask *bm)
+{
+    int i;
+    if (!bm)
+        return;
+    for (i = 0; i < 8; i++)
+        free(bm->arr[i]);
+    free(bm->cls);
+    nsa_mask_mod_free(bm->mask_mod);
+    free(bm);
+}
+
+/* Allocate a block mask with info filled in and every array allocated. */
+static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *mask_mod,
+                           nsa_block_mask **out)
+{
+    nsa_block_mask *bm = (nsa_block_mask *)calloc(1, sizeof(*bm));
+    size_t total;
+    int i, ok = bm != NULL;
+    /* every array fits in memory only if the largest one's size does not overflow */
+    if (!nsa_mul_size((size_t)info->batch * (size_t)info->heads, (size_t)info->num_q_blocks,
+                      &total) ||
+        !nsa_mul_size(total, (size_t)info->num_kv_blocks, &total) ||
+        !nsa_mul_size(total, sizeof(int32_t), &total) || total > (size_t)INT64_MAX / 4) {
+        free(bm);
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "block mask of %lld x %lld x %lld x %lld blocks is too large",
+                         (long long)info->batch, (long long)info->heads,
+                         (long long)info->num_q_blocks, (long long)info->num_kv_blocks);
+    }
+    if (ok) {
+        bm->info = *info;
+        for (i = 0; i < 8 && ok; i++) {
+            bm->arr[i] = (int32_t *)malloc(array_len(info, i) * sizeof(int32_t));
+            ok = bm->arr[i] != NULL;
+        }
+        bm->cls = ok ? (uint8_t *)malloc(array_len(info, NSA_BM_KV_INDICES)) : NULL;
+        ok = ok && bm->cls != NULL;
+        bm->mask_mod = ok ? (mask_mod ? nsa_mask_mod_clone(mask_mod) : NULL) : NULL;
+        if (ok && !bm->mask_mod) {
+            nsa_mask_mod *noop = NULL;
+            ok = nsa_mask_mod_noop(&noop) == NSA_SUCCESS;
+            bm->mask_mod = noop;
+        }
+    }
+    if (!ok) {
+        nsa_block_mask_free(bm);
+        return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a block mask");
+    }
+    *out = bm;
+    return NSA_SUCCESS;
+}
+
+/* PyTorch's _dense_to_ordered on one row: the `n` indices whose flag matches, ascending,
+ * then the others ascending (a stable descending argsort). Returns the count. */
+static int32_t ordered_row(const uint8_t *cls, int64_t stride, int64_t n, uint8_t want,
+                           int32_t *idx)
+{
+    int32_t cnt = 0, k;
+    int64_t c;
+    for (c = 0; c < n; c++)
+        if (cls[c * stride] == want)
+            idx[cnt++] = (int32_t)c;
+    k = cnt;
+    for (c = 0; c < n; c++)
+        if (cls[c * stride] != want)
+            idx[k++] = (int32_t)c;
+    return cnt;
+}
+
+typedef struct build_job {
+    nsa_block_mask *bm;
+    int kv_side_from_cls; /* 0: the kv arrays were given (from_kv_blocks) */
+} build_job;
+
+/* kv side, row i = (bh, qb): classify (create) and/or order. */
+static void build_kv_row(void *arg, size_t i)
+{
+    const build_job *job = (const build_job *)arg;
+    nsa_block_mask *bm = job->bm;
+    const nsa_block_mask_info *in = &bm->info;
+    const int64_t nk = in->num_kv_blocks;
+    uint8_t *cls = bm->cls + i * (size_t)nk;
+    if (job->kv_side_from_cls) {
+        const int64_t bh = (int64_t)i / in->num_q_blocks, qb = (int64_t)i % in->num_q_blocks;
+        const int64_t b = bh / in->heads, h = bh % in->heads;
+        const int64_t q0 = qb * in->q_block;
+        const int64_t q1 = (q0 + in->q_block < in->q_len ? q0 + in->q_block : in->q_len) - 1;
+        int64_t kb;
+        for (kb = 0; kb < nk; kb++) {
+            const int64_t k0 = kb * in->kv_block;
+            const int64_t k1 = (k0 + in->kv_block < in->kv_len ? k0 + in->kv_block : in->kv_len) - 1;
+            int c = nsa_mask_mod_classify(bm->mask_mod, b, h, q0, q1, k0, k1);
+            /* PyTorch pads with False: a ragged block is never full */
+            if (c == NSA_BLK_FULL && (q1 - q0 + 1 != in->q_block || k1 - k0 + 1 != in->kv_block))
+                c = NSA_BLK_PARTIAL;
+            cls[kb] = (uint8_t)c;
+        }
+        bm->arr[NSA_BM_KV_NUM_BLOCKS][i] =
+            ordered_row(cls, 1, nk, NSA_BLK_PARTIAL, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk);
+        bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i] = ordered_row(
+            cls, 1, nk, NSA_BLK_FULL, bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk);
+    }
+}
+
+/* q side, column i = (bh, kb): the transpose of the kv side. */
+static void build_q_col(void *arg, size_t i)
+{
+    const build_job *job = (const build_job *)arg;
+    nsa_block_mask *bm = job->bm;
+    const int64_t nq = bm->info.num_q_blocks, nk = bm->info.num_kv_blocks;
+    const size_t bh = i / (size_t)nk, kb = i % (size_t)nk;
+    const uint8_t *col = bm->cls + bh * (size_t)nq * (size_t)nk + kb;
+    bm->arr[NSA_BM_Q_NUM_BLOCKS][i] =
+        ordered_row(col, nk, nq, NSA_BLK_PARTIAL, bm->arr[NSA_BM_Q_INDICES] + i * (size_t)nq);
+    bm->arr[NSA_BM_FULL_Q_NUM_BLOCKS][i] =
+        ordered_row(col, nk, nq, NSA_BLK_FULL, bm->arr[NSA_BM_FULL_Q_INDICES] + i * (size_t)nq);
+}
+
+static void build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls)
+{
+    build_job job;
+    job.bm = bm;
+    job.kv_side_from_cls = kv_side_from_cls;
+    if (kv_side_from_cls)
+        nsa_parallel_for(ctx, build_kv_row, &job, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
+    nsa_parallel_for(ctx, build_q_col, &job, array_len(&bm->info, NSA_BM_Q_NUM_BLOCKS));
+}
+
+static int64_t cdiv(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod, int64_t batch,
+                                 int64_t heads, int64_t q_len, int64_t kv_len, int64_t q_block,
+                                 int64_t kv_block, nsa_block_mask **out)
+{
+    nsa_block_mask_info in;
+    nsa_block_mask *bm = NULL;
+    nsa_status st;
+    nsa_clear_error();
+    if (!out)
+        return nsa_error(NSA_ERR_NULL_POINTER, "out must not be NULL");
+    *out = NULL;
+    if (batch < 1 || heads < 1)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "batch and heads must be >= 1, got %lld, %lld",
+                         (long long)batch, (long long)heads);
+    if (q_len < 1 || kv_len < 1)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "q_len and kv_len must be >= 1, got %lld, %lld",
+                         (long long)q_len, (long long)kv_len);
+    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
+                         (long long)q_block, (long long)kv_block);
+    if (q_len > INT64_MAX / kv_len / batch / heads)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "batch * heads * q_len * kv_len overflows");
+    if (mask_mod) {
+        st = nsa_mask_mod_check_lengths(mask_mod, q_len, kv_len);
+        if (st != NSA_SUCCESS)
+            return st;
+    }
+    if (!nsa_context_resolve(ctx))
+        return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory creating the default context");
+    memset(&in, 0, sizeof(in));
+    in.batch = batch;
+    in.heads = heads;
+    in.q_len = q_len;
+    in.kv_len = kv_len;
+    in.q_block = q_block;
+    in.kv_block = kv_block;
+    in.num_q_blocks = cdiv(q_len, q_block);
+    in.num_kv_blocks = cdiv(kv_len, kv_block);
+    in.numel = batch * heads * q_len * kv_len;
+    in.has_full = 1;
+    if (in.num_q_blocks > INT32_MAX || in.num_kv_blocks > INT32_MAX)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "more than 2^31 blocks along one axis");
+    st = bm_alloc(&in, mask_mod, &bm);
+    if (st != NSA_SUCCESS)
+        return st;
+    build(ctx, bm, 1);
+    *out = bm;
+    return NSA_SUCCESS;
+}
+
+/* Element (i0, i1, i2[, i3]) of an int32 / int64 tensor. */
+static int64_t int_at(const nsa_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3)
+{
+    const void *p = nsa_tensor_at(t, nsa_tensor_offset(t, i0, i1, i2, i3));
+    return t->dtype == NSA_DTYPE_I32 ? (int64_t) * (const int32_t *)p : *(const int64_t *)p;
+}
+
+/* Copy one (num, indices) pair into the mask, marking its blocks in cls with `mark`. */
+static nsa_status load_blocks(nsa_block_mask *bm, const nsa_tensor *num, const nsa_tensor *idx,
+                              const char *num_name, const char *idx_name, int arr_num,
+                              int arr_idx, uint8_t mark)
+{
+    const nsa_block_mask_info *in = &bm->info;
+    const int64_t nq = in->num_q_blocks, nk = in->num_kv_blocks;
+    int64_t b, h, r, k;
+    for (b = 0; b < in->batch; b++)
+        for (h = 0; h < in->heads; h++)
+            for (r = 0; r < nq; r++) {
+                const size_t row = (size_t)((b * in->heads + h) * nq + r);
+                const int64_t n = int_at(num, b, h, r, 0);
+                uint8_t *cls = bm->cls + row * (size_t)nk;
+                if (n < 0 || n > nk)
+                    return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                                     "%s[%lld, %lld, %lld] must be in [0, %lld], got %lld",
+                                     num_name, (long long)b, (long long)h, (long long)r,
+                                     (long long)nk, (long long)n);
+                bm->arr[arr_num][row] = (int32_t)n;
+                for (k = 0; k < nk; k++) {
+                    const int64_t v = int_at(idx, b, h, r, k);
+                    /* entries at or after the count are kept verbatim (PyTorch may put -1) */
+                    bm->arr[arr_idx][row * (size_t)nk + (size_t)k] = (int32_t)v;
+                    if (k >= n)
+                        continue;
+                    if (v < 0 || v >= nk)
+                        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                                         "%s[%lld, %lld, %lld, %lld] must be in [0, %lld), got "
+                                         "%lld",
+                                         idx_name, (long long)b, (long long)h, (long long)r,
+                                         (long long)k, (long long)nk, (long long)v);
+                    if (cls[v] != NSA_BLK_EMPTY)
+                        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                                         "%s[%lld, %lld, %lld, %lld] = %lld is already listed "
+                                         "as a %s block of that row",
+                                         idx_name, (long long)b, (long long)h, (long long)r,
+                                         (long long)k, (long long)v,
+                                         cls[v] == NSA_BLK_FULL ? "full" : "partial");
+                    cls[v] = mark;
+                }
+            }
+    return NSA_SUCCESS;
+}
+
+static nsa_status check_index_pair(const nsa_tensor *num, const nsa_tensor *idx,
+                                   const char *num_name, const char *idx_name)
+{
+    const uint32_t ints = NSA_DT(NSA_DTYPE_I32) | NSA_DT(NSA_DTYPE_I64);
+    nsa_status st = nsa_check_tensor(num, num_name, 3, ints);
+    if (st == NSA_SUCCESS)
+        st = nsa_check_tensor(idx, idx_name, 4, ints);
+    if (st == NSA_SUCCESS && (idx->shape[0] < 1 || idx->shape[1] < 1 || idx->shape[2] < 1 ||
+                              idx->shape[3] < 1))
+        st = nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                       "%s must have non-empty (B, H, nQ, nKV) dims, got (%lld, %lld, %lld, %lld)",
+                       idx_name, (long long)idx->shape[0], (long long)idx->shape[1],
+                       (long long)idx->shape[2], (long long)idx->shape[3]);
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(num, num_name, 0, idx->shape[0], "kv_indices.shape[0]");
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(num, num_name, 1, idx->shape[1], "kv_indices.shape[1]");
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(num, num_name, 2, idx->shape[2], "kv_indices.shape[2]");
+    return st;
+}
+
+nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_num_blocks,
+                                         const nsa_tensor *kv_indices,
+                                         const nsa_tensor *full_kv_num_blocks,
+                                         const nsa_tensor *full_kv_indices,
+                                         const nsa_mask_mod *mask_mod, int64_t q_block,
+                                         int64_t kv_block, int64_t q_len, int64_t kv_len,
+                                         nsa_block_mask **out)
+{
+    nsa_block_mask_info in;
+    nsa_block_mask *bm = NULL;
+    nsa_status st;
+    nsa_clear_error();
+    if (!out)
+        return nsa_error(NSA_ERR_NULL_POINTER, "out must not be NULL");
+    *out = NULL;
+    st = check_index_pair(kv_num_blocks, kv_indices, "kv_num_blocks", "kv_indices");
+    if (st != NSA_SUCCESS)
+        return st;
+    if ((full_kv_num_blocks == NULL) != (full_kv_indices == NULL))
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "full_kv_num_blocks and full_kv_indices must be given together");
+    if (full_kv_num_blocks) {
+        int ax;
+        st = check_index_pair(full_kv_num_blocks, full_kv_indices, "full_kv_num_blocks",
+                              "full_kv_indices");
+        for (ax = 0; ax < 4 && st == NSA_SUCCESS; ax++)
+            st = nsa_check_dim(full_kv_indices, "full_kv_indices", ax, kv_indices->shape[ax],
+                               "the matching kv_indices dim");
+        if (st != NSA_SUCCESS)
+            return st;
+    }
+    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
+                         (long long)q_block, (long long)kv_block);
+    memset(&in, 0, sizeof(in));
+    in.batch = kv_indices->shape[0];
+    in.heads = kv_indices->shape[1];
+    in.num_q_blocks = kv_indices->shape[2];
+    in.num_kv_blocks = kv_indices->shape[3];
+    in.q_block = q_block;
+    in.kv_block = kv_block;
+    if (in.num_q_blocks > INT32_MAX || in.num_kv_blocks > INT32_MAX ||
+        in.num_q_blocks > INT64_MAX / q_block || in.num_kv_blocks > INT64_MAX / kv_block)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "kv_indices has too many blocks");
+    in.q_len = q_len == 0 ? in.num_q_blocks * q_block : q_len;
+    in.kv_len = kv_len == 0 ? in.num_kv_blocks * kv_block : kv_len;
+    if (in.q_len < 0 || cdiv(in.q_len, q_block) != in.num_q_blocks)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "q_len must satisfy ceil(q_len / q_block) == kv_indices.shape[2] (%lld), "
+                         "got q_len %lld with q_block %lld",
+                         (long long)in.num_q_blocks, (long long)q_len, (long long)q_block);
+    if (in.kv_len < 0 || cdiv(in.kv_len, kv_block) != in.num_kv_blocks)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "kv_len must satisfy ceil(kv_len / kv_block) == kv_indices.shape[3] "
+                         "(%lld), got kv_len %lld with kv_block %lld",
+                         (long long)in.num_kv_blocks, (long long)kv_len, (long long)kv_block);
+    if (in.q_len > INT64_MAX / in.kv_len / in.batch / in.heads)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "batch * heads * q_len * kv_len overflows");
+    in.numel = in.batch * in.heads * in.q_len * in.kv_len;
+    in.has_full = full_kv_num_blocks != NULL;
+    if (mask_mod) {
+        st = nsa_mask_mod_check_lengths(mask_mod, in.q_len, in.kv_len);
+        if (st != NSA_SUCCESS)
+            return st;
+    }
+    if (!nsa_context_resolve(ctx))
+        return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory creating the default context");
+    st = bm_alloc(&in, mask_mod, &bm);
+    if (st != NSA_SUCCESS)
+        return st;
+    memset(bm->cls, NSA_BLK_EMPTY, array_len(&in, NSA_BM_KV_INDICES));
+    st = load_blocks(bm, kv_num_blocks, kv_indices, "kv_num_blocks", "kv_indices",
+                     NSA_BM_KV_NUM_BLOCKS, NSA_BM_KV_INDICES, NSA_BLK_PARTIAL);
+    if (st == NSA_SUCCESS && full_kv_num_blocks)
+        st = load_blocks(bm, full_kv_num_blocks, full_kv_indices, "full_kv_num_blocks",
+                         "full_kv_indices", NSA_BM_FULL_KV_NUM_BLOCKS, NSA_BM_FULL_KV_INDICES,
+                         NSA_BLK_FULL);
+    if (st != NSA_SUCCESS) {
+        nsa_block_mask_free(bm);
+        return st;
+    }
+    if (!full_kv_num_blocks) { /* no full blocks: what _dense_to_ordered gives for zeros */
+        const size_t rows = array_len(&in, NSA_BM_KV_NUM_BLOCKS);
+        size_t r;
+        int32_t k;
+        memset(bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS], 0, rows * sizeof(int32_t));
+        for (r = 0; r < rows; r++)
+            for (k = 0; k < (int32_t)in.num_kv_blocks; k++)
+                bm->arr[NSA_BM_FULL_KV_INDICES][r * (size_t)in.num_kv_blocks + (size_t)k] = k;
+    }
+    build(ctx, bm, 0);
+    *out = bm;
+    return NSA_SUCCESS;
+}
+
+nsa_status nsa_block_mask_select(const nsa_block_mask *src, int64_t b, int64_t h,
+                                 nsa_block_mask **out)
+{
+    nsa_block_mask_info in;
+    nsa_block_mask *bm = NULL;
+    nsa_status st;
+    int64_t ob, oh;
+    int a;
+    nsa_clear_error();
+    if (!out)
+        return nsa_error(NSA_ERR_NULL_POINTER, "out must not be NULL");
+    *out = NULL;
+    if (!src)
+        return nsa_error(NSA_ERR_NULL_POINTER, "mask must not be NULL");
+    if (b < -1 || b >= src->info.batch)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "b must be -1 or in [0, %lld), got %lld",
+                         (long long)src->info.batch, (long long)b);
+    if (h < -1 || h >= src->info.heads)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "h must be -1 or in [0, %lld), got %lld",
+                         (long long)src->info.heads, (long long)h);
+    in = src->info;
+    in.batch = b < 0 ? in.batch : 1;
+    in.heads = h < 0 ? in.heads : 1;
+    in.numel = in.batch * in.heads * in.q_len * in.kv_len;
+    st = bm_alloc(&in, src->mask_mod, &bm);
+    if (st != NSA_SUCCESS)
+        return st;
+    bm->b_offset = src->b_offset + (b < 0 ? 0 : b);
+    bm->h_offset = src->h_offset + (h < 0 ? 0 : h);
+    for (ob = 0; ob < in.batch; ob++)
+        for (oh = 0; oh < in.heads; oh++) {
+            const int64_t sbh = (b < 0 ? ob : b) * src->info.heads + (h < 0 ? oh : h);
+            const int64_t dbh = ob * in.heads + oh;
+            for (a = 0; a < 8; a++) {
+                const size_t per = array_len(&src->info, a) /
+                                   ((size_t)src->info.batch * (size_t)src->info.heads);
+                memcpy(bm->arr[a] + (size_t)dbh * per, src->arr[a] + (size_t)sbh * per,
+                       per * sizeof(int32_t));
+            }
+            {
+                const size_t per = (size_t)in.num_q_blocks * (size_t)in.num_kv_blocks;
+                memcpy(bm->cls + (size_t)dbh * per, src->cls + (size_t)sbh * per, per);
+            }
+        }
+    *out = bm;
+    return NSA_SUCCESS;
+}
+
+nsa_status nsa_block_mask_get_info(const nsa_block_mask *bm, nsa_block_mask_info *info)
+{
+    nsa_clear_error();
+    if (!bm || !info)
+        return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", bm ? "info" : "mask");
+    *info = bm->info;
+    return NSA_SUCCESS;
+}
+
+nsa_status nsa_block_mask_array_view(const nsa_block_mask *bm, nsa_block_mask_array which,
+                                     nsa_tensor *view)
+{
+    int64_t shape[4];
+    int32_t ndim;
+    const nsa_block_mask_info *in;
+    nsa_clear_error();
+    if (!bm || !view)
+        return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", bm ? "view" : "mask");
+    if ((int)which < 0 || (int)which > 7)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "which must be an nsa_block_mask_array, got %d",
+                         (int)which);
+    in = &bm->info;
+    shape[0] = in->batch;
+    shape[1] = in->heads;
+    if (which < NSA_BM_Q_NUM_BLOCKS) {
+        shape[2] = in->num_q_blocks;
+        shape[3] = in->num_kv_blocks;
+    } else {
+        shape[2] = in->num_kv_blocks;
+        shape[3] = in->num_q_blocks;
+    }
+    ndim = (which == NSA_BM_KV_NUM_BLOCKS || which == NSA_BM_FULL_KV_NUM_BLOCKS ||
+            which == NSA_BM_Q_NUM_BLOCKS || which == NSA_BM_FULL_Q_NUM_BLOCKS)
+               ? 3
+               : 4;
+    *view = nsa_tensor_contiguous(bm->arr[which], NSA_DTYPE_I32, ndim, shape);
+    return NSA_SUCCESS;
+}
+
+void nsa_block_mask_get_view(const nsa_block_mask *bm, nsa_block_mask_view *view)
+{
+    view->info = bm->info;
+    view->kv_num = bm->arr[NSA_BM_KV_NUM_BLOCKS];
+    view->kv_idx = bm->arr[NSA_BM_KV_INDICES];
+    view->full_num = bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS];
+    view->full_idx = bm->arr[NSA_BM_FULL_KV_INDICES];
+    view->mask_mod = bm->mask_mod;
+    view->b_offset = bm->b_offset;
+    view->h_offset = bm->h_offset;
+}
+
+nsa_status nsa_block_mask_to_dense(const nsa_block_mask *bm, const nsa_tensor *out)
+{
+    const nsa_block_mask_info *in;
+    int64_t b, h, r, c;
+    nsa_status st;
+    nsa_clear_error();
+    if (!bm)
+        return nsa_error(NSA_ERR_NULL_POINTER, "mask must not be NULL");
+    in = &bm->info;
+    st = nsa_check_output(out, "out", 4, NSA_DT(NSA_DTYPE_I32));
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(out, "out", 0, in->batch, "the mask's batch");
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(out, "out", 1, in->heads, "the mask's heads");
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(out, "out", 2, in->num_q_blocks, "the number of query blocks");
+    if (st == NSA_SUCCESS)
+        st = nsa_check_dim(out, "out", 3, in->num_kv_blocks, "the number of kv blocks");
+    if (st != NSA_SUCCESS)
+        return st;
+    for (b = 0; b < in->batch; b++)
+        for (h = 0; h < in->heads; h++)
+            for (r = 0; r < in->num_q_blocks; r++) {
+                const uint8_t *cls =
+                    bm->cls + ((b * in->heads + h) * in->num_q_blocks + r) * in->num_kv_blocks;
+                for (c = 0; c < in->num_kv_blocks; c++)
+                    *(int32_t *)nsa_tensor_at(out, nsa_tensor_offset(out, b, h, r, c)) =
+                        cls[c] != NSA_BLK_EMPTY;
+            }
+    return NSA_SUCCESS;
+}
+
+nsa_status nsa_block_mask_sparsity(const nsa_block_mask *bm, double *sparsity)
+{
+    size_t rows, r;
+    int64_t blocks = 0;
+    nsa_clear_error();
+    if (!bm || !sparsity)
+        return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", bm ? "sparsity" : "mask");
+    rows = array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS);
+    for (r = 0; r < rows; r++)
+        blocks += (int64_t)bm->arr[NSA_BM_KV_NUM_BLOCKS][r] +
+                  (int64_t)bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][r];
+    /* Python: 100 * (1 - computed_size / numel), true division of two ints */
+    *sparsity = 100.0 * (1.0 - (double)(blocks * bm->info.q_block * bm->info.kv_block) /
+                                   (double)bm->info.numel);
+    return NSA_SUCCESS;
+}
+
+/* ---- to_string --------------------------------------------------------------------------- */
+
+typedef struct text_out {
+    char *buf;
+    size_t cap, len;
+} text_out;
+
+static void put(text_out *t, const char *s)
+{
+    size_t n = strlen(s), i;
+    for (i = 0; i < n; i++, t->len++)
+        if (t->len + 1 < t->cap)
+            t->buf[t->len] = s[i];
+}
+
+nsa_status nsa_block_mask_to_string(const nsa_block_mask *bm, int64_t max_rows, int64_t max_cols,
+                                    int64_t limit, char *buf, size_t cap, size_t *length)
+{
+    static const char full[] = "\xe2\x96\x88\xe2\x96\x88";  /* U+2588 twice */
+    static const char some[] = "\xe2\x96\x91\xe2\x96\x91";  /* U+2591 twice */
+    const nsa_block_mask_info *in;
+    int64_t nq, nk, rs, cs, idx = 0, b, h, r, c, i, j;
+    text_out t;
+    nsa_clear_error();
+    if (!bm || !length)
+        return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", bm ? "length" : "mask");
+    if (!buf && cap > 0)
+        return nsa_error(NSA_ERR_NULL_POINTER, "buf must not be NULL when cap (%zu) > 0", cap);
+    if (max_rows == 0 || max_cols == 0)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "max_rows and max_cols must be nonzero (negative = uncompressed), got "
+                         "%lld, %lld",
+                         (long long)max_rows, (long long)max_cols);
+    if (limit < 0)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "limit must be >= 0, got %lld",
+                         (long long)limit);
+    in = &bm->info;
+    nq = in->num_q_blocks;
+    nk = in->num_kv_blocks;
+    /* row_step = max(1, ceil(nq / max_rows)); Python's floor division makes negative grids 1 */
+    rs = max_rows < 0 ? 1 : cdiv(nq, max_rows);
+    cs = max_cols < 0 ? 1 : cdiv(nk, max_cols);
+    rs = rs < 1 ? 1 : rs;
+    cs = cs < 1 ? 1 : cs;
+    t.buf = buf;
+    t.cap = cap;
+    t.len = 0;
+    for (b = 0; b < in->batch; b++)
+        for (h = 0; h < in->heads; h++, idx++) {
+            char head[64];
+            if (idx > 0)
+                put(&t, "\n");
+            if (idx == limit) {
+                put(&t, "...\nTo print out more, set BlockMask.to_string(limit=N)\nYou can also "
+                        "index (BlockMask[batch, head]) to choose a specific batch or head");
+                goto done;
+            }
+            snprintf(head, sizeof(head), "(%lld, %lld)\n", (long long)b, (long long)h);
+            put(&t, head);
+            for (r = 0; r < nq; r += rs) {
+                for (c = 0; c < nk; c += cs) {
+                    int64_t on = 0, cells = 0;
+                    for (i = r; i < r + rs && i < nq; i++)
+                        for (j = c; j < c + cs && j < nk; j++, cells++)
+                            on += bm->cls[((b * in->heads + h) * nq + i) * nk + j] != NSA_BLK_EMPTY;
+                    put(&t, on == cells ? full : on == 0 ? "  " : some);
+                }
+                put(&t, "\n");
+            }
+        }
+done:
+    if (cap > 0)
+        t.buf[t.len < cap ? t.len : cap - 1] = '\0';
+    *length = t.len;
+    return NSA_SUCCESS;
+}
