@@ -24,13 +24,22 @@ int cli_strict(const cli_args *a);
 nsa_context *cli_context(const cli_args *a);
 
 /* Raw value of --NAME (name without dashes, e.g. "scale-value"); NULL when absent. Marks the
- * option as used: main reports options no subcommand used as unknown (exit 2). */
+ * option as used: main reports options no subcommand used as unknown (exit 2). Ask for every
+ * option and input before cli_run: it checks for unknown ones first. `--NAME VALUE` and
+ * `--NAME=VALUE` are both accepted; an option followed by another `--option` (or by nothing)
+ * has the value "" (a flag, see cli_flag). */
 const char *cli_param(cli_args *a, const char *name);
+/* Numeric options. When absent and not required, *out is left as it was (pre-set the default);
+ * when required and absent, or not a number, print a usage error and return 2. */
 int cli_param_double(cli_args *a, const char *name, double *out, int required);
 int cli_param_int64(cli_args *a, const char *name, int64_t *out, int required);
-/* Comma-separated integers ("128,256"); *vals is owned by the framework. */
+/* Comma-separated integers ("128,256"); *vals is owned by the framework. When absent and not
+ * required, *vals = NULL and *count = 0. */
 int cli_param_int64_list(cli_args *a, const char *name, int64_t **vals, int64_t *count,
                          int required);
+/* A value-less option such as --enable-gqa: *on = 1 when given, else 0. Returns 2 (usage
+ * error) when it was given a value. */
+int cli_flag(cli_args *a, const char *name, int *on);
 
 /* Load --in NAME=FILE as a contiguous tensor, converted per `as` (CLI_AS_RUN_DTYPE,
  * CLI_AS_STORED or a specific nsa_dtype). *present is 0 when the input was not given (and
@@ -50,8 +59,20 @@ int cli_write_text(cli_args *a, const char *name, const char *text);
 int cli_usage_error(cli_args *a, const char *fmt, ...);
 
 /* Run `fn(arg)` once, then --repeat more times with the timing line; on failure print
- * "nsa-run: <op>: <STATUS_NAME>: <message>" and return 3. */
+ * "nsa-run: <op>: <STATUS_NAME>: <message>" and return 3. Before the first run it reports
+ * options and inputs nobody asked for (exit 2). `fn` must give the same outputs when rerun. */
 int cli_run(cli_args *a, nsa_status (*fn)(void *arg), void *arg);
+
+/* ---- used by main.c only ---- */
+/* Parse argv (argv[1] is the OP) and create the context; returns 0 or 2 (message printed). */
+int cli_parse(int argc, char **argv, cli_args **out);
+/* Report an option or input no subcommand asked for (exit 2), else 0. */
+int cli_check_unused(cli_args *a);
+/* Create the --out directory (and its parents) if needed; 0 or 2. */
+int cli_make_out_dir(cli_args *a);
+void cli_free(cli_args *a);
+/* Hidden operator used by the tests of nsa-run itself (selftest.c). */
+int cmd_selftest(cli_args *a);
 
 /* Subcommands (one file each). */
 int cmd_compress(cli_args *a);
