@@ -86,7 +86,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_specials(&f, floats, 2, 8);
     outs[0] = &out;
     fz_canary(outs, 1);
+    if (fz_verbose()) {
+        fprintf(stderr, "nsa_compress: l %lld d %lld validation %d\n",
+                (long long)p.compress_block_size, (long long)p.compress_stride,
+                (int)p.validation);
+        fz_print_ints("actual_seq_len", p.actual_seq_len, p.actual_seq_len_count);
+        fz_print_view("input", &in.t), fz_print_view("weight", &w.t);
+        fz_print_view("output", &out.t);
+    }
     st = nsa_compress(ctx, &in.t, &w.t, &p, &out.t);
+    fz_print_result(st);
     fz_check(st, outs, 1);
     fz_count(st);
     fz_free(&in);

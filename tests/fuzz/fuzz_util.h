@@ -310,6 +310,48 @@ static inline void fz_count(nsa_status st)
 }
 
 
+/* ---- describing a call (FUZZ_VERBOSE=1 in the environment, to reproduce a finding) ------- */
+
+static inline int fz_verbose(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = getenv("FUZZ_VERBOSE") != NULL;
+    return v;
+}
+
+static inline void fz_print_view(const char *name, const nsa_tensor *t)
+{
+    int i;
+    if (!fz_verbose())
+        return;
+    fprintf(stderr, "  %s: %s%s ndim %d shape (", name, nsa_dtype_name(t->dtype),
+            t->data ? "" : " data=NULL", (int)t->ndim);
+    for (i = 0; i < t->ndim && i < NSA_MAX_DIMS; i++)
+        fprintf(stderr, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    fprintf(stderr, ") stride (");
+    for (i = 0; i < t->ndim && i < NSA_MAX_DIMS; i++)
+        fprintf(stderr, "%s%lld", i ? ", " : "", (long long)t->stride[i]);
+    fprintf(stderr, ")\n");
+}
+
+static inline void fz_print_ints(const char *name, const int64_t *x, int64_t n)
+{
+    int64_t i;
+    if (!fz_verbose())
+        return;
+    fprintf(stderr, "  %s:", name);
+    for (i = 0; x && i < n && i < 16; i++)
+        fprintf(stderr, " %lld", (long long)x[i]);
+    fprintf(stderr, x ? "\n" : " NULL\n");
+}
+
+static inline void fz_print_result(nsa_status st)
+{
+    if (fz_verbose())
+        fprintf(stderr, "  -> %s %s\n", nsa_status_string(st), nsa_last_error());
+}
+
 /* ---- contexts and corrupted views ---------------------------------------------------------- */
 
 /* One of two long-lived contexts (1 or 2 threads), chosen by the input. */
