@@ -1,3 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Every benchmark case, in the order nsa_bench prints them. */
 BENCH_CASE(bench_stream_ceiling)
+BENCH_CASE(bench_ifa)

@@ -200,6 +200,7 @@ void nsa_workspace_release(nsa_context *ctx, void *ptr)
 void nsa_parallel_for(nsa_context *ctx, nsa_task_fn fn, void *arg, size_t n)
 {
     size_t i;
+    ctx = nsa_context_resolve(ctx); /* NULL means the default context here too */
     nsa_blas_single_thread_begin();
     if (ctx && ctx->has_user_pool && n > 1)
         ctx->user_pool.parallel_for(ctx->user_pool.user, fn, arg, n);

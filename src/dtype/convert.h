@@ -28,6 +28,21 @@ NSA_INTERNAL void nsa_store_i8_quant(const float *src, int8_t *dst, int64_t stri
                                      const float *scale, int64_t ss, const float *offset,
                                      int64_t os, int64_t n);
 
+/* Instruction sets the row conversions can use, in increasing order. */
+enum {
+    NSA_CVT_PORTABLE = 0, /* plain C, the reference every other path matches bit for bit */
+    NSA_CVT_AVX2 = 1,     /* AVX2 + F16C, 8 lanes */
+    NSA_CVT_AVX512 = 2    /* AVX-512 F/BW/VL/DQ, 16 lanes with masked tails */
+};
+
+/* The instruction set the row conversions use now (the best the CPU has, capped by
+ * nsa_convert_set_isa). */
+NSA_INTERNAL int nsa_convert_isa(void);
+
+/* Tests only: cap the instruction set (NSA_CVT_PORTABLE forces the reference path) and
+ * return the level now in effect. Not thread-safe: call it before running conversions. */
+NSA_INTERNAL int nsa_convert_set_isa(int max_isa);
+
 /* Round an fp32 value to the precision of `dt` and back (f32: identity). */
 NSA_INTERNAL float nsa_round_to_dtype(float x, nsa_dtype dt, nsa_rounding rounding);
 

@@ -10,7 +10,6 @@
  * split is a fixed function of the shape, so the result is bit-identical for any number of
  * threads.
  */
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +29,8 @@
 /* Longest kernel block (keys); contiguous ranges are cut into segments of this length so a
  * block length always fits the kernel's int32. */
 #define IFA_SEG 65536
+/* Keys per kernel GEMM chunk. */
+#define IFA_KV_CHUNK 128
 /* The vendor's fill value for masked scores (BOOL_ATTEN_MASK_SCALAR_VALUE). */
 #define IFA_MASK_VALUE (-1.0e12f)
 
@@ -46,7 +47,7 @@ typedef struct ifa_plan {
     const nsa_tensor *query, *out;
     const nsa_tensor *keys, *values; /* kv_count entries (1 for a batch tensor / paged cache) */
     int is_list;
-    int64_t S;        /* key S (batch tensor), max S_b (list), max_blocks*block_size (paged) */
+    int64_t S; /* key S (batch tensor), max S_b (list), max_blocks*block_size (paged) */
     nsa_dtype kv_dtype;
     /* paging */
     const nsa_tensor *block_table;
@@ -113,7 +114,7 @@ static int64_t split_count(const ifa_plan *p, int64_t len, int64_t *chunk)
     if (n > want)
         n = want;
     c = (len + n - 1) / n;
-    c = (c + NSA_ATTN_KV_CHUNK - 1) / NSA_ATTN_KV_CHUNK * NSA_ATTN_KV_CHUNK;
+    c = (c + IFA_KV_CHUNK - 1) / IFA_KV_CHUNK * IFA_KV_CHUNK;
     *chunk = c;
     return (len + c - 1) / c;
 }
@@ -159,19 +160,18 @@ static ifa_axes kv_axes(const ifa_plan *p, const nsa_tensor *t)
     return a;
 }
 
-static const void *row_ptr(const nsa_tensor *t, const ifa_axes *a, int64_t b, int64_t n,
-                           int64_t s)
+static const void *row_ptr(const nsa_tensor *t, const ifa_axes *a, int64_t b, int64_t n, int64_t s)
 {
     return nsa_tensor_at(t, b * a->b + n * a->n + s * a->s);
 }
 
 /* ---- validation ------------------------------------------------------------------------- */
 
-#define TRY(x)                                                                                   \
-    do {                                                                                         \
-        nsa_status st_ = (x);                                                                    \
-        if (st_ != NSA_SUCCESS)                                                                  \
-            return st_;                                                                          \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        nsa_status st_ = (x);                                                                      \
+        if (st_ != NSA_SUCCESS)                                                                    \
+            return st_;                                                                            \
     } while (0)
 
 #define INVAL(...) nsa_error(NSA_ERR_INVALID_ARGUMENT, __VA_ARGS__)
@@ -192,15 +192,14 @@ static nsa_status check_params(ifa_plan *p, const nsa_ifa_params *prm)
     p->N = prm->num_heads;
     p->kvN = prm->num_key_value_heads == 0 ? p->N : prm->num_key_value_heads;
     if (p->kvN > p->N)
-        return INVAL("num_key_value_heads must be <= num_heads (%lld), got %lld",
-                     (long long)p->N, (long long)p->kvN);
+        return INVAL("num_key_value_heads must be <= num_heads (%lld), got %lld", (long long)p->N,
+                     (long long)p->kvN);
     if (p->N % p->kvN != 0)
         return INVAL("num_heads (%lld) must be a multiple of num_key_value_heads (%lld)",
                      (long long)p->N, (long long)p->kvN);
     p->G = p->N / p->kvN;
     if (p->G > 64)
-        return INVAL("num_heads / num_key_value_heads must be <= 64, got %lld",
-                     (long long)p->G);
+        return INVAL("num_heads / num_key_value_heads must be <= 64, got %lld", (long long)p->G);
     if (prm->input_layout == NSA_LAYOUT_TND)
         return nsa_error(NSA_ERR_UNSUPPORTED,
                          "input_layout TND is only for MLA, which incre_flash_attention does "
@@ -211,12 +210,11 @@ static nsa_status check_params(ifa_plan *p, const nsa_ifa_params *prm)
                      (long long)prm->input_layout);
     p->layout = prm->input_layout;
     if (!isfinite(prm->scale_value) || !isfinite((float)prm->scale_value))
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "scale_value must be finite in float32, got %g", prm->scale_value);
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "scale_value must be finite in float32, got %g",
+                         prm->scale_value);
     p->scale = (float)prm->scale_value;
     if (prm->inner_precise != 0 && prm->inner_precise != 1)
-        return INVAL("inner_precise must be 0 or 1, got %lld",
-                     (long long)prm->inner_precise);
+        return INVAL("inner_precise must be 0 or 1, got %lld", (long long)prm->inner_precise);
     if (prm->actual_seq_lengths_count < 0)
         return INVAL("actual_seq_lengths_count must be >= 0, got %lld",
                      (long long)prm->actual_seq_lengths_count);
@@ -245,15 +243,14 @@ static nsa_status check_query(ifa_plan *p, const nsa_tensor *q)
     TRY(nsa_check_tensor(q, "query", rank, NSA_DT_FLOAT));
     if (q->dtype == NSA_DTYPE_F32 && p->level == NSA_VALIDATE_STRICT)
         return STRICT("query dtype must be f16 or bf16 at the strict level (Ascend has "
-                          "no f32 incre_flash_attention), got f32");
+                      "no f32 incre_flash_attention), got f32");
     if (nsa_tensor_numel(q) == 0)
-        return INVAL("query must not be empty, got B = %lld, last dim %lld",
-                     (long long)q->shape[0], (long long)q->shape[rank - 1]);
+        return INVAL("query must not be empty, got B = %lld, last dim %lld", (long long)q->shape[0],
+                     (long long)q->shape[rank - 1]);
     p->B = q->shape[0];
     sq = p->layout == NSA_LAYOUT_BNSD ? q->shape[2] : q->shape[1];
     if (sq != 1)
-        return INVAL("query sequence length must be 1 (one decode token), got %lld",
-                     (long long)sq);
+        return INVAL("query sequence length must be 1 (one decode token), got %lld", (long long)sq);
     if (p->layout == NSA_LAYOUT_BSH) {
         if (q->shape[2] % p->N != 0)
             return INVAL("query hidden size H (%lld) must be a multiple of num_heads (%lld)",
@@ -262,22 +259,21 @@ static nsa_status check_query(ifa_plan *p, const nsa_tensor *q)
     } else {
         int axis = p->layout == NSA_LAYOUT_BNSD ? 1 : 2;
         if (q->shape[axis] != p->N)
-            return INVAL("query heads axis must equal num_heads (%lld), got %lld",
-                         (long long)p->N, (long long)q->shape[axis]);
+            return INVAL("query heads axis must equal num_heads (%lld), got %lld", (long long)p->N,
+                         (long long)q->shape[axis]);
         p->D = q->shape[3];
     }
     if (p->D > 65536)
         return INVAL("head dim D must be <= 65536, got %lld", (long long)p->D);
     if (p->level == NSA_VALIDATE_STRICT) {
         if (p->B > 65536)
-            return STRICT("batch must be <= 65536 at the strict level, got %lld",
-                              (long long)p->B);
+            return STRICT("batch must be <= 65536 at the strict level, got %lld", (long long)p->B);
         if (p->D > 512)
             return STRICT("head dim D must be <= 512 at the strict level, got %lld",
-                              (long long)p->D);
+                          (long long)p->D);
         if (p->N > 256)
             return STRICT("num_heads must be <= 256 at the strict level, got %lld",
-                              (long long)p->N);
+                          (long long)p->N);
     }
     return NSA_SUCCESS;
 }
@@ -302,8 +298,8 @@ static nsa_status check_kv_tensor(const ifa_plan *p, const nsa_tensor *t, const 
         int axis = p->layout == NSA_LAYOUT_BNSD ? 1 : 2;
         if (t->shape[axis] != p->kvN)
             return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                             "%s heads axis must equal num_key_value_heads (%lld), got %lld",
-                             name, (long long)p->kvN, (long long)t->shape[axis]);
+                             "%s heads axis must equal num_key_value_heads (%lld), got %lld", name,
+                             (long long)p->kvN, (long long)t->shape[axis]);
         if (t->shape[3] != p->D)
             return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                              "%s head dim must equal the query's D (%lld), got %lld", name,
@@ -318,13 +314,13 @@ static nsa_status same_shape(const nsa_tensor *a, const char *na, const nsa_tens
 {
     int i;
     if (a->ndim != b->ndim)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must have the rank of %s (%d), got %d",
-                         nb, na, (int)a->ndim, (int)b->ndim);
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must have the rank of %s (%d), got %d", nb,
+                         na, (int)a->ndim, (int)b->ndim);
     for (i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i])
             return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                             "%s.shape[%d] must equal %s.shape[%d] (%lld), got %lld", nb, i, na,
-                             i, (long long)a->shape[i], (long long)b->shape[i]);
+                             "%s.shape[%d] must equal %s.shape[%d] (%lld), got %lld", nb, i, na, i,
+                             (long long)a->shape[i], (long long)b->shape[i]);
     return NSA_SUCCESS;
 }
 
@@ -348,16 +344,15 @@ static nsa_status check_paged_cache(ifa_plan *p, const nsa_tensor *k, const nsa_
     int64_t bs = p->block_size;
     TRY(nsa_check_tensor(bt, "block_table", 2, NSA_DT(NSA_DTYPE_I32)));
     if (bt->shape[0] != p->B)
-        return INVAL("block_table.shape[0] must be the batch (%lld), got %lld",
-                     (long long)p->B, (long long)bt->shape[0]);
+        return INVAL("block_table.shape[0] must be the batch (%lld), got %lld", (long long)p->B,
+                     (long long)bt->shape[0]);
     if (bt->shape[1] == 0)
         return INVAL("block_table must not be empty (max_blocks_per_seq is %lld)",
                      (long long)bt->shape[1]);
     if (bs <= 0)
         return INVAL("block_size must be > 0 with block_table, got %lld", (long long)bs);
     if (bs > INT32_MAX)
-        return INVAL("block_size must be <= %lld, got %lld", (long long)INT32_MAX,
-                     (long long)bs);
+        return INVAL("block_size must be <= %lld, got %lld", (long long)INT32_MAX, (long long)bs);
     if (!k || !v)
         return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", k ? "value" : "key");
     if (k->ndim == 3) {
@@ -406,20 +401,20 @@ static nsa_status check_paged_cache(ifa_plan *p, const nsa_tensor *k, const nsa_
         int64_t align = p->kv_dtype == NSA_DTYPE_I8 ? 32 : 16;
         if (bs > 512 || bs % align != 0)
             return STRICT("block_size must be a multiple of %lld and <= 512 at the strict "
-                              "level, got %lld",
-                              (long long)align, (long long)bs);
+                          "level, got %lld",
+                          (long long)align, (long long)bs);
         if (p->max_blocks > 16384)
             return STRICT("block_table.shape[1] (max_blocks_per_seq) must be <= 16384 at "
-                              "the strict level, got %lld",
-                              (long long)p->max_blocks);
+                          "the strict level, got %lld",
+                          (long long)p->max_blocks);
         if (!p->paged4d && p->kvN * p->D > 65535)
             return STRICT("a 3-D paged cache needs num_key_value_heads * D <= 65535 at "
-                              "the strict level, got %lld",
-                              (long long)(p->kvN * p->D));
+                          "the strict level, got %lld",
+                          (long long)(p->kvN * p->D));
         if (nsa_tensor_numel(k) > INT32_MAX)
             return STRICT("the paged key cache must have <= %lld elements at the strict "
-                              "level, got %lld",
-                              (long long)INT32_MAX, (long long)nsa_tensor_numel(k));
+                          "level, got %lld",
+                          (long long)INT32_MAX, (long long)nsa_tensor_numel(k));
     }
     return NSA_SUCCESS;
 }
@@ -432,8 +427,8 @@ static nsa_status check_lengths(ifa_plan *p)
                      (long long)p->B, (long long)p->asl_count);
     if (p->asl_count > p->B && p->asl_count != 1 && p->level == NSA_VALIDATE_STRICT)
         return STRICT("actual_seq_lengths must have 1 or batch (%lld) entries at the "
-                          "strict level, got %lld",
-                          (long long)p->B, (long long)p->asl_count);
+                      "strict level, got %lld",
+                      (long long)p->B, (long long)p->asl_count);
     if (p->block_table && p->asl_count == 0)
         return INVAL("actual_seq_lengths is required with block_table (page attention)");
     for (i = 0; i < p->asl_count && i < p->B; i++) {
@@ -451,8 +446,7 @@ static nsa_status check_lengths(ifa_plan *p)
                     return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                                      "actual_seq_lengths[%lld] (%lld) must be <= the key "
                                      "length S of batch %lld (%lld)",
-                                     (long long)i, (long long)l, (long long)b,
-                                     (long long)limit);
+                                     (long long)i, (long long)l, (long long)b, (long long)limit);
             }
         } else if (l > limit) {
             return nsa_error(NSA_ERR_INVALID_ARGUMENT,
@@ -477,8 +471,8 @@ static nsa_status check_lengths(ifa_plan *p)
                 mx = p->asl[i] > mx ? p->asl[i] : mx;
             if (p->pad > p->S - mx)
                 return STRICT("kv_padding_size must be <= S - max(actual_seq_lengths) "
-                                  "(%lld) at the strict level, got %lld",
-                                  (long long)(p->S - mx), (long long)p->pad);
+                              "(%lld) at the strict level, got %lld",
+                              (long long)(p->S - mx), (long long)p->pad);
         }
     }
     return NSA_SUCCESS;
@@ -546,16 +540,16 @@ static nsa_status check_mask(const ifa_plan *p, const nsa_tensor *m, int64_t nee
         int64_t b, s;
         if (p->block_table && sm < p->S)
             return STRICT("atten_mask last dim must be >= max_blocks_per_seq * block_size "
-                              "(%lld) at the strict level, got %lld",
-                              (long long)p->S, (long long)sm);
+                          "(%lld) at the strict level, got %lld",
+                          (long long)p->S, (long long)sm);
         for (b = 0; b < p->B; b++)
             for (s = 0; s < sm; s++) {
-                uint8_t v = *(const uint8_t *)nsa_tensor_at(
-                    m, b * m->stride[0] + s * m->stride[m->ndim - 1]);
+                uint8_t v = *(const uint8_t *)nsa_tensor_at(m, b * m->stride[0] +
+                                                                   s * m->stride[m->ndim - 1]);
                 if (v > 1)
                     return STRICT("atten_mask values must be 0 or 1 at the strict level, "
-                                      "got %lld at batch %lld",
-                                      (long long)(int8_t)v, (long long)b);
+                                  "got %lld at batch %lld",
+                                  (long long)(int8_t)v, (long long)b);
             }
     }
     return NSA_SUCCESS;
@@ -571,8 +565,8 @@ static nsa_status check_pse(const ifa_plan *p, const nsa_tensor *t, int64_t need
                          "pse_shift dtype must be the query's (%s), got %s",
                          nsa_dtype_name(p->query->dtype), nsa_dtype_name(t->dtype));
     if (t->shape[0] != 1 && t->shape[0] != p->B)
-        return INVAL("pse_shift.shape[0] must be 1 or the batch (%lld), got %lld",
-                     (long long)p->B, (long long)t->shape[0]);
+        return INVAL("pse_shift.shape[0] must be 1 or the batch (%lld), got %lld", (long long)p->B,
+                     (long long)t->shape[0]);
     if (t->shape[1] != p->N)
         return INVAL("pse_shift.shape[1] must be num_heads (%lld), got %lld", (long long)p->N,
                      (long long)t->shape[1]);
@@ -586,12 +580,12 @@ static nsa_status check_pse(const ifa_plan *p, const nsa_tensor *t, int64_t need
     if (p->level == NSA_VALIDATE_STRICT) {
         if (t->shape[3] < p->S)
             return STRICT("pse_shift.shape[3] must be >= the key length S (%lld) at the "
-                              "strict level, got %lld",
-                              (long long)p->S, (long long)t->shape[3]);
+                          "strict level, got %lld",
+                          (long long)p->S, (long long)t->shape[3]);
         if (p->D % 16 != 0)
             return STRICT("pse_shift needs D to be a multiple of 16 at the strict level, "
-                              "got D = %lld",
-                              (long long)p->D);
+                          "got D = %lld",
+                          (long long)p->D);
     }
     return NSA_SUCCESS;
 }
@@ -609,11 +603,9 @@ static nsa_status check_antiquant(ifa_plan *p, const nsa_tensor *sc, const nsa_t
         return NSA_SUCCESS;
     }
     if (!sc)
-        return nsa_error(NSA_ERR_NULL_POINTER,
-                         "antiquant_scale is required when key/value are i8");
+        return nsa_error(NSA_ERR_NULL_POINTER, "antiquant_scale is required when key/value are i8");
     if (sc->ndim < 1 || sc->ndim > 4)
-        return INVAL("antiquant_scale must have 1 to 4 dimensions, got %lld",
-                     (long long)sc->ndim);
+        return INVAL("antiquant_scale must have 1 to 4 dimensions, got %lld", (long long)sc->ndim);
     TRY(nsa_check_tensor(sc, "antiquant_scale", sc->ndim, dts));
     if (sc->shape[0] != 2)
         return INVAL("antiquant_scale.shape[0] must be 2 (key, value), got %lld",
@@ -621,12 +613,12 @@ static nsa_status check_antiquant(ifa_plan *p, const nsa_tensor *sc, const nsa_t
     if (sc->ndim == 1) {
         p->aq_per_channel = 0;
     } else {
-        int ok = (sc->ndim == 2 && sc->shape[1] == kvh) ||
-                 (sc->ndim == 3 && sc->shape[1] == p->kvN && sc->shape[2] == p->D) ||
-                 (sc->ndim == 4 && sc->shape[1] == p->kvN && sc->shape[2] == 1 &&
-                  sc->shape[3] == p->D) ||
-                 (sc->ndim == 4 && sc->shape[1] == 1 && sc->shape[2] == p->kvN &&
-                  sc->shape[3] == p->D);
+        int ok =
+            (sc->ndim == 2 && sc->shape[1] == kvh) ||
+            (sc->ndim == 3 && sc->shape[1] == p->kvN && sc->shape[2] == p->D) ||
+            (sc->ndim == 4 && sc->shape[1] == p->kvN && sc->shape[2] == 1 &&
+             sc->shape[3] == p->D) ||
+            (sc->ndim == 4 && sc->shape[1] == 1 && sc->shape[2] == p->kvN && sc->shape[3] == p->D);
         if (!ok)
             return INVAL("antiquant_scale per-channel shape must be (2,kvN,1,D), (2,1,kvN,D), "
                          "(2,kvN,D) or (2,kvN*D) with kvN = %lld, D = %lld",
@@ -657,18 +649,15 @@ static int q2_channel_shape(const ifa_plan *p, const nsa_tensor *t)
     const int64_t *s = t->shape;
     int64_t N = p->N, D = p->D, H = N * D;
     switch (t->ndim) {
-    case 1:
-        return s[0] == H;
-    case 2:
-        return (s[0] == 1 && s[1] == H) || (s[0] == N && s[1] == D);
+    case 1: return s[0] == H;
+    case 2: return (s[0] == 1 && s[1] == H) || (s[0] == N && s[1] == D);
     case 3:
         return (s[0] == N && s[1] == 1 && s[2] == D) || (s[0] == 1 && s[1] == N && s[2] == D) ||
                (s[0] == 1 && s[1] == 1 && s[2] == H);
     case 4:
-        return s[0] == 1 && ((s[1] == N && s[2] == 1 && s[3] == D) ||
-                             (s[1] == 1 && s[2] == N && s[3] == D));
-    default:
-        return 0;
+        return s[0] == 1 &&
+               ((s[1] == N && s[2] == 1 && s[3] == D) || (s[1] == 1 && s[2] == N && s[3] == D));
+    default: return 0;
     }
 }
 
@@ -679,8 +668,8 @@ static nsa_status check_quant2_one(const ifa_plan *p, const nsa_tensor *t, const
     if (p->query->dtype == NSA_DTYPE_BF16)
         dts |= NSA_DT(NSA_DTYPE_BF16);
     if (t->ndim < 1 || t->ndim > 4)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must have 1 to 4 dimensions, got %d",
-                         name, (int)t->ndim);
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must have 1 to 4 dimensions, got %d", name,
+                         (int)t->ndim);
     TRY(nsa_check_tensor(t, name, t->ndim, dts));
     if (nsa_tensor_numel(t) == 1) {
         *per_channel = 0;
@@ -706,8 +695,8 @@ static nsa_status check_output(ifa_plan *p, const nsa_tensor *out, const nsa_ten
     TRY(nsa_check_output(out, "attention_out", q->ndim, NSA_DT_FLOAT | NSA_DT(NSA_DTYPE_I8)));
     for (i = 0; i < q->ndim; i++)
         if (out->shape[i] != q->shape[i])
-            return INVAL("attention_out.shape[%lld] must be the query's (%lld)",
-                         (long long)i, (long long)q->shape[i]);
+            return INVAL("attention_out.shape[%lld] must be the query's (%lld)", (long long)i,
+                         (long long)q->shape[i]);
     if (qo && !qs)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "quant_offset2 is given without quant_scale2");
     if (qs) {
@@ -732,7 +721,7 @@ static nsa_status check_output(ifa_plan *p, const nsa_tensor *out, const nsa_ten
         }
         if (pc_s && p->block_table && p->level == NSA_VALIDATE_STRICT)
             return STRICT("per-channel quant_scale2 cannot be combined with block_table at "
-                              "the strict level");
+                          "the strict level");
         p->q2_scale = qs;
         p->q2_offset = qo;
         p->q2_per_channel = pc_s;
@@ -798,12 +787,13 @@ static nsa_status plan_work(ifa_plan *p, nsa_context *ctx)
     p->sz_partial = nsa_align64(n);
     p->sz_aq = nsa_align64((size_t)(4 * p->kvN * p->D + 4) * sizeof(float));
     p->sz_q2 = nsa_align64((size_t)(2 * p->N * p->D + 2) * sizeof(float));
-    p->sz_attn = nsa_align64(nsa_attn_scratch_size((int32_t)p->G, (int32_t)p->D, (int32_t)p->D, 0));
+    p->sz_attn = nsa_align64(
+        nsa_attn_scratch_size((int32_t)p->G, (int32_t)p->D, (int32_t)p->D, IFA_KV_CHUNK));
     if (!nsa_mul_size((size_t)p->max_blocks_per_task, sizeof(nsa_kv_block), &n))
         goto overflow;
     p->sz_blocks = nsa_align64(n);
     p->sz_worker = p->sz_attn + p->sz_blocks + nsa_align64((size_t)(2 * p->G) * sizeof(void *)) +
-                   nsa_align64((size_t)NSA_ATTN_KV_CHUNK * sizeof(float));
+                   nsa_align64((size_t)IFA_KV_CHUNK * sizeof(float));
     if (!nsa_mul_size(p->sz_worker, (size_t)p->threads, &n) ||
         !nsa_add_size(n, p->sz_tasks, &acc) || !nsa_add_size(acc, p->sz_partial, &acc) ||
         !nsa_add_size(acc, p->sz_aq + p->sz_q2, &acc))
@@ -837,20 +827,19 @@ static nsa_status prepare(ifa_plan *p, nsa_context *ctx, const nsa_tensor *query
     if (is_list) {
         int64_t b;
         if (!keys || !values)
-            return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL",
-                             keys ? "values" : "keys");
+            return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", keys ? "values" : "keys");
         if (kv_count < p->B)
             return INVAL("kv_count (the key/value list length) must be >= the batch (%lld), "
                          "got %lld",
                          (long long)p->B, (long long)kv_count);
         if (kv_count != p->B && p->level == NSA_VALIDATE_STRICT)
             return STRICT("kv_count must equal the batch (%lld) at the strict level, got "
-                              "%lld",
-                              (long long)p->B, (long long)kv_count);
+                          "%lld",
+                          (long long)p->B, (long long)kv_count);
         if (p->B > 256 && p->level == NSA_VALIDATE_STRICT)
             return STRICT("per-batch key/value lists hold at most 256 batches at the "
-                              "strict level, got %lld",
-                              (long long)p->B);
+                          "strict level, got %lld",
+                          (long long)p->B);
         if (opt->block_table)
             return INVAL("block_table cannot be combined with per-batch key/value tensors "
                          "(pass the paged cache as key/value)");
@@ -864,9 +853,8 @@ static nsa_status prepare(ifa_plan *p, nsa_context *ctx, const nsa_tensor *query
             TRY(same_shape(&keys[b], kn, &values[b], vn));
             if (keys[b].dtype != keys[0].dtype)
                 return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                                 "keys[%lld] dtype must be keys[0]'s (%s), got %s",
-                                 (long long)b, nsa_dtype_name(keys[0].dtype),
-                                 nsa_dtype_name(keys[b].dtype));
+                                 "keys[%lld] dtype must be keys[0]'s (%s), got %s", (long long)b,
+                                 nsa_dtype_name(keys[0].dtype), nsa_dtype_name(keys[b].dtype));
             TRY(check_kv_dtype(p, &keys[b], &values[b]));
             if (b < p->B && sk > p->S)
                 p->S = sk;
@@ -878,8 +866,7 @@ static nsa_status prepare(ifa_plan *p, nsa_context *ctx, const nsa_tensor *query
         int64_t sv;
         kv_count = 1;
         if (!keys || !values)
-            return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL",
-                             keys ? "value" : "key");
+            return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL", keys ? "value" : "key");
         TRY(check_kv_tensor(p, keys, "key", p->B, &p->S));
         TRY(check_kv_tensor(p, values, "value", p->B, &sv));
         TRY(same_shape(keys, "key", values, "value"));
@@ -889,12 +876,12 @@ static nsa_status prepare(ifa_plan *p, nsa_context *ctx, const nsa_tensor *query
     p->values = values;
     if (p->block_size != 0 && !p->block_table && p->level == NSA_VALIDATE_STRICT)
         return STRICT("block_size must be 0 without block_table at the strict level, got "
-                          "%lld",
-                          (long long)p->block_size);
+                      "%lld",
+                      (long long)p->block_size);
     if (p->S > 262144 && p->level == NSA_VALIDATE_STRICT)
         return STRICT("the key length S must be <= 262144 at the strict level, got "
-                          "%lld",
-                          (long long)p->S);
+                      "%lld",
+                      (long long)p->S);
     TRY(check_lengths(p));
     if (p->block_table)
         TRY(check_block_ids(p));
@@ -927,7 +914,7 @@ typedef struct ifa_run {
 typedef struct ifa_hook {
     const ifa_plan *p;
     int64_t b, n0;
-    float *tmp; /* NSA_ATTN_KV_CHUNK floats */
+    float *tmp; /* IFA_KV_CHUNK floats */
 } ifa_hook;
 
 static void score_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start, int32_t n,
@@ -1043,8 +1030,8 @@ static void run_task(const ifa_run *run, int64_t task, char *ws)
     hook.p = p;
     hook.b = b;
     hook.n0 = n2 * G;
-    hook.tmp = (float *)(ws + p->sz_attn + p->sz_blocks +
-                         nsa_align64((size_t)(2 * G) * sizeof(void *)));
+    hook.tmp =
+        (float *)(ws + p->sz_attn + p->sz_blocks + nsa_align64((size_t)(2 * G) * sizeof(void *)));
 
     memset(&tile, 0, sizeof tile);
     tile.m = (int32_t)G;
@@ -1059,6 +1046,7 @@ static void run_task(const ifa_run *run, int64_t task, char *ws)
         set_dequant(run, 0, n2, &tile.k_dequant);
         set_dequant(run, 1, n2, &tile.v_dequant);
     }
+    tile.kv_chunk = IFA_KV_CHUNK;
     tile.blocks = blocks;
     tile.nblocks = build_blocks(p, b, n2, c0, c1, blocks);
     tile.score_hook = (p->pse || p->mask) ? score_hook : NULL;
@@ -1109,14 +1097,14 @@ static void combine_row(const ifa_run *run, int64_t b, int64_t n, float *acc)
             for (c = 0; c < ns; c++) {
                 const float *pc = first + c * stride;
                 float l = pc[G * D + G + r], wgt;
-                if (!(l > 0.0f))
+                if (l == 0.0f) /* an empty chunk; a NaN sum still propagates */
                     continue;
                 wgt = expf(pc[G * D + r] - mx) * l;
                 total += wgt;
                 for (d = 0; d < D; d++)
                     acc[d] += wgt * pc[r * D + d];
             }
-            if (total > 0.0f)
+            if (total != 0.0f)
                 for (d = 0; d < D; d++)
                     acc[d] /= total;
         }
@@ -1251,12 +1239,10 @@ nsa_status nsa_incre_flash_attention_kv_list(nsa_context *ctx, const nsa_tensor 
 }
 
 nsa_status nsa_incre_flash_attention_workspace_size(nsa_context *ctx, const nsa_tensor *query,
-                                                    const nsa_tensor *key,
-                                                    const nsa_tensor *value,
+                                                    const nsa_tensor *key, const nsa_tensor *value,
                                                     const nsa_ifa_optional *opt,
                                                     const nsa_ifa_params *params,
-                                                    const nsa_tensor *attention_out,
-                                                    size_t *size)
+                                                    const nsa_tensor *attention_out, size_t *size)
 {
     if (!size) {
         nsa_clear_error();

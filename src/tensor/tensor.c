@@ -83,9 +83,11 @@ nsa_tensor nsa_tensor_contiguous(void *data, nsa_dtype dtype, int32_t ndim, cons
     if (ndim < 0 || ndim > NSA_MAX_DIMS || !shape)
         return t;
     for (i = ndim - 1; i >= 0; i--) {
+        int64_t extent = shape[i] > 0 ? shape[i] : 1;
         t.shape[i] = shape[i];
         t.stride[i] = s;
-        s *= shape[i] > 0 ? shape[i] : 1;
+        /* saturate instead of overflowing: nsa_check_tensor rejects such a shape anyway */
+        s = s > INT64_MAX / extent ? INT64_MAX : s * extent;
     }
     return t;
 }
@@ -128,14 +130,16 @@ int64_t nsa_tensor_numel(const nsa_tensor *t)
 
 int nsa_tensor_is_contiguous(const nsa_tensor *t)
 {
-    int64_t s = 1;
+    int64_t s = 1, numel = nsa_tensor_numel(t);
     int i;
-    if (!t)
+    if (numel < 0) /* NULL, bad rank, negative or overflowing shape */
         return 0;
+    if (numel == 0) /* nothing is stored: any strides describe the same (empty) memory */
+        return 1;
     for (i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->stride[i] != s)
             return 0;
-        s *= t->shape[i];
+        s *= t->shape[i]; /* cannot overflow: the product of all extents fits */
     }
     return 1;
 }
@@ -207,6 +211,15 @@ nsa_status nsa_check_tensor(const nsa_tensor *t, const char *name, int32_t ndim,
     if (!t->data)
         return nsa_error(NSA_ERR_NULL_POINTER, "%s.data must not be NULL (%lld elements)", name,
                          (long long)numel);
+    /* reading a misaligned element is undefined behaviour in C */
+    if ((uintptr_t)t->data % esize != 0)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "%s.data must be aligned to %zu bytes (the size of %s), got address %p",
+                         name, esize, nsa_dtype_name(t->dtype), t->data);
+    if ((uint64_t)((extent + 1) * (int64_t)esize) > (uint64_t)(UINTPTR_MAX - (uintptr_t)t->data))
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "%s spans past the end of the address space (data %p, %lld bytes)", name,
+                         t->data, (long long)((extent + 1) * (int64_t)esize));
     return NSA_SUCCESS;
 }
 
@@ -291,6 +304,9 @@ nsa_status nsa_check_prefix_sums(const int64_t *cum, int64_t count, const char *
                                  int64_t total, const char *total_what)
 {
     int64_t i;
+    if (count < 0)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must have >= 0 entries, got %lld", name,
+                         (long long)count);
     if (count > 0 && !cum)
         return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL (count %lld)", name,
                          (long long)count);

@@ -193,12 +193,19 @@ static void replay(const char *name, int f32_out)
     release(&ref8);
 }
 
-static const char *const k_cases[] = {
-    "ifa_antiquant_per_channel", "ifa_antiquant_per_tensor", "ifa_bnsd_gqa_lens",
-    "ifa_bsh_basic",             "ifa_bsh_gqa_broadcast_len", "ifa_kv_left_padding",
-    "ifa_mask",                  "ifa_paged_3d_bsh",          "ifa_paged_4d_bnsd",
-    "ifa_pse",                   "ifa_quant_out_per_channel", "ifa_quant_out_per_tensor",
-    "ifa_tensor_list"};
+static const char *const k_cases[] = {"ifa_antiquant_per_channel",
+                                      "ifa_antiquant_per_tensor",
+                                      "ifa_bnsd_gqa_lens",
+                                      "ifa_bsh_basic",
+                                      "ifa_bsh_gqa_broadcast_len",
+                                      "ifa_kv_left_padding",
+                                      "ifa_mask",
+                                      "ifa_paged_3d_bsh",
+                                      "ifa_paged_4d_bnsd",
+                                      "ifa_pse",
+                                      "ifa_quant_out_per_channel",
+                                      "ifa_quant_out_per_tensor",
+                                      "ifa_tensor_list"};
 
 static void golden_dtype(void **state)
 {

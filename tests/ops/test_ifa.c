@@ -21,33 +21,33 @@ typedef struct icase {
     int B, N, kvN, D, S; /* S: the key's S (batch tensor) / the longest list entry */
     nsa_layout layout;
     nsa_dtype dt;
-    int kv_form;     /* KV_* */
-    int block_size;  /* paged */
-    int int8;        /* 0 none, 1 per tensor, 2 per channel */
-    int aq_offset;   /* antiquant offset present */
-    int quant;       /* 0 none, 1 per tensor, 2 per channel */
-    int q_offset;    /* quant_offset2 present */
-    int mask;        /* atten_mask present */
-    int pse;         /* 0 none, 1 batch-broadcast (1,N,1,S), 2 (B,N,1,S) */
-    int asl;         /* 0 none, 1 one broadcast value, 2 one per batch */
-    int pad;         /* left padding: -1 none, else the value */
-    int strided;     /* views with channel stride 2 and padded rows */
+    int kv_form;    /* KV_* */
+    int block_size; /* paged */
+    int int8;       /* 0 none, 1 per tensor, 2 per channel */
+    int aq_offset;  /* antiquant offset present */
+    int quant;      /* 0 none, 1 per tensor, 2 per channel */
+    int q_offset;   /* quant_offset2 present */
+    int mask;       /* atten_mask: 0 none, 1 u8 (B,1,1,S), 2 i8 (B,S), 3 bool (B,1,S) */
+    int pse;        /* 0 none, 1 batch-broadcast (1,N,1,S), 2 (B,N,1,S) */
+    int asl;        /* 0 none, 1 one broadcast value, 2 one per batch */
+    int pad;        /* left padding: -1 none, else the value */
+    int strided;    /* views with channel stride 2 and padded rows */
     int f32_out;
 } icase;
 
 typedef struct idata {
     icase c;
-    int G, Sm;          /* mask / pse length */
-    int s_b[16];        /* per-batch S of the list form */
+    int G, Sm;   /* mask / pse length */
+    int s_b[16]; /* per-batch S of the list form */
     int64_t lens[16];
-    float *q;           /* [B][N][D], rounded to dt */
-    float *k, *v;       /* [B][kvN][S][D]: dt-rounded floats, or int8 values */
-    float aqs[2][1024], aqo[2][1024];
-    uint8_t *mask;      /* [B][Sm] */
-    float *pse;         /* [PB][N][Sm] */
-    float qs[1024], qo[1024];
-    int nblk, maxb;     /* paged: cache blocks, blocks per sequence */
-    int32_t *table;     /* [B][maxb] */
+    float *q;     /* [B][N][D], rounded to dt */
+    float *k, *v; /* [B][kvN][S][D]: dt-rounded floats, or int8 values */
+    float aqs[2][4096], aqo[2][4096]; /* [2][kvN*D] */
+    uint8_t *mask; /* [B][Sm] */
+    float *pse;    /* [PB][N][Sm] */
+    float qs[16384], qo[16384]; /* N*D */
+    int nblk, maxb; /* paged: cache blocks, blocks per sequence */
+    int32_t *table; /* [B][maxb] */
 } idata;
 
 static float rnd_dt(test_rng *r, float lo, float hi, nsa_dtype dt)
@@ -105,7 +105,8 @@ static void reference(const idata *g, double *out)
                 int s = (int)start + j;
                 double dot = 0.0;
                 for (d = 0; d < c->D; d++)
-                    dot += (double)g->q[((size_t)b * c->N + n) * c->D + d] * kval(g, 0, b, n2, s, d);
+                    dot +=
+                        (double)g->q[((size_t)b * c->N + n) * c->D + d] * kval(g, 0, b, n2, s, d);
                 x[j] = (double)scale * dot;
                 if (c->pse)
                     x[j] += g->pse[((size_t)(c->pse == 1 ? 0 : b) * c->N + n) * g->Sm + s];
@@ -155,21 +156,15 @@ static void put(const view *v, const int64_t *idx, double x)
     for (i = 0; i < t->ndim; i++)
         off += idx[i] * t->stride[i];
     switch (t->dtype) {
-    case NSA_DTYPE_F32:
-        ((float *)t->data)[off] = (float)x;
-        break;
+    case NSA_DTYPE_F32: ((float *)t->data)[off] = (float)x; break;
     case NSA_DTYPE_F16:
         ((uint16_t *)t->data)[off] = nsa_f32_to_f16((float)x, NSA_ROUND_NEAREST_EVEN);
         break;
     case NSA_DTYPE_BF16:
         ((uint16_t *)t->data)[off] = nsa_f32_to_bf16((float)x, NSA_ROUND_NEAREST_EVEN);
         break;
-    case NSA_DTYPE_I32:
-        ((int32_t *)t->data)[off] = (int32_t)x;
-        break;
-    default:
-        ((int8_t *)t->data)[off] = (int8_t)x;
-        break;
+    case NSA_DTYPE_I32: ((int32_t *)t->data)[off] = (int32_t)x; break;
+    default: ((int8_t *)t->data)[off] = (int8_t)x; break;
     }
 }
 
@@ -181,14 +176,10 @@ static double get(const view *v, const int64_t *idx)
     for (i = 0; i < t->ndim; i++)
         off += idx[i] * t->stride[i];
     switch (t->dtype) {
-    case NSA_DTYPE_F32:
-        return ((float *)t->data)[off];
-    case NSA_DTYPE_F16:
-        return nsa_f16_to_f32(((uint16_t *)t->data)[off]);
-    case NSA_DTYPE_BF16:
-        return nsa_bf16_to_f32(((uint16_t *)t->data)[off]);
-    default:
-        return ((int8_t *)t->data)[off];
+    case NSA_DTYPE_F32: return ((float *)t->data)[off];
+    case NSA_DTYPE_F16: return nsa_f16_to_f32(((uint16_t *)t->data)[off]);
+    case NSA_DTYPE_BF16: return nsa_bf16_to_f32(((uint16_t *)t->data)[off]);
+    default: return ((int8_t *)t->data)[off];
     }
 }
 
@@ -265,6 +256,7 @@ static void gen(idata *g, const icase *c, uint64_t seed)
     nsa_dtype kdt = c->int8 ? NSA_DTYPE_I8 : c->dt;
     size_t kvn = (size_t)c->B * c->kvN * c->S * c->D;
     memset(g, 0, sizeof *g);
+    assert_true(c->N * c->D <= 16384 && c->kvN * c->D <= 4096 && c->B <= 16);
     g->c = *c;
     g->G = c->N / c->kvN;
     test_rng_seed(&r, seed);
@@ -477,16 +469,20 @@ static void build(call *cl, const idata *g)
         cl->prm.block_size = bs;
     }
     if (c->mask) {
+        static const nsa_dtype mdt[4] = {NSA_DTYPE_U8, NSA_DTYPE_U8, NSA_DTYPE_I8, NSA_DTYPE_BOOL};
+        int mrank = c->mask == 1 ? 4 : c->mask == 2 ? 2 : 3;
         shape[0] = c->B;
         shape[1] = 1;
         shape[2] = 1;
-        shape[3] = g->Sm;
-        make_view(&cl->mask, NSA_DTYPE_U8, 4, shape, c->strided);
+        shape[mrank - 1] = g->Sm;
+        make_view(&cl->mask, mdt[c->mask], mrank, shape, c->strided);
         for (b = 0; b < c->B; b++)
             for (s = 0; s < g->Sm; s++) {
-                int64_t ix[4] = {b, 0, 0, s};
-                /* any nonzero byte masks */
-                put(&cl->mask, ix, g->mask[(size_t)b * g->Sm + s] ? (s % 2 ? 1 : 7) : 0);
+                int64_t ix[4] = {b, 0, 0, 0};
+                int on = g->mask[(size_t)b * g->Sm + s];
+                ix[mrank - 1] = s;
+                /* any nonzero byte masks (bool holds 1) */
+                put(&cl->mask, ix, on ? (c->mask == 3 || s % 2 ? 1 : c->mask == 2 ? -3 : 7) : 0);
             }
         cl->opt.atten_mask = &cl->mask.t;
     }
@@ -604,9 +600,9 @@ static void check_case(const icase *c, uint64_t seed)
     snprintf(what, sizeof what,
              "seed %llu B%d N%d kvN%d D%d S%d layout %s %s form %d bs %d int8 %d quant %d mask "
              "%d pse %d asl %d pad %d strided %d",
-             (unsigned long long)seed, c->B, c->N, c->kvN, c->D, c->S,
-             nsa_layout_name(c->layout), nsa_dtype_name(c->dt), c->kv_form, c->block_size,
-             c->int8, c->quant, c->mask, c->pse, c->asl, c->pad, c->strided);
+             (unsigned long long)seed, c->B, c->N, c->kvN, c->D, c->S, nsa_layout_name(c->layout),
+             nsa_dtype_name(c->dt), c->kv_form, c->block_size, c->int8, c->quant, c->mask, c->pse,
+             c->asl, c->pad, c->strided);
     if (st != NSA_SUCCESS)
         fail_msg("%s: %s: %s", what, nsa_status_string(st), nsa_last_error());
     for (b = 0; b < c->B; b++)
@@ -629,14 +625,13 @@ static void check_case(const icase *c, uint64_t seed)
                     /* fp32 arithmetic over <= a few hundred keys: 1e-5 relative + 1e-6 abs;
                      * int8 dequant products lose a little more */
                     if (fabs(got - want) > 1e-6 + 1e-5 * fabs(want))
-                        fail_msg("%s: out[%d][%d][%d] = %.9g, want %.9g", what, b, n, d, got,
-                                 want);
+                        fail_msg("%s: out[%d][%d][%d] = %.9g, want %.9g", what, b, n, d, got, want);
                 } else {
                     /* f16/bf16: within 2 ulps of the dtype (the final rounding is 0.5) */
                     double u = test_ulp_diff((float)got, want, c->dt);
                     if (u > 2.0)
-                        fail_msg("%s: out[%d][%d][%d] = %.9g, want %.9g (%.2f ulps)", what, b,
-                                 n, d, got, want, u);
+                        fail_msg("%s: out[%d][%d][%d] = %.9g, want %.9g (%.2f ulps)", what, b, n, d,
+                                 got, want, u);
                 }
             }
     free(ref);
@@ -692,13 +687,31 @@ static void features_alone(void **state)
         case 3: c.asl = 1; break;
         case 4: c.asl = 2; break;
         case 5: c.int8 = 1; break;
-        case 6: c.int8 = 2; c.aq_offset = 1; break;
+        case 6:
+            c.int8 = 2;
+            c.aq_offset = 1;
+            break;
         case 7: c.quant = 1; break;
-        case 8: c.quant = 2; c.q_offset = 1; c.dt = NSA_DTYPE_BF16; break;
-        case 9: c.kv_form = KV_PAGED3; c.block_size = 16; c.asl = 2; break;
-        case 10: c.kv_form = KV_PAGED4; c.block_size = 32; c.asl = 2; break;
+        case 8:
+            c.quant = 2;
+            c.q_offset = 1;
+            c.dt = NSA_DTYPE_BF16;
+            break;
+        case 9:
+            c.kv_form = KV_PAGED3;
+            c.block_size = 16;
+            c.asl = 2;
+            break;
+        case 10:
+            c.kv_form = KV_PAGED4;
+            c.block_size = 32;
+            c.asl = 2;
+            break;
         case 11: c.kv_form = KV_LIST; break;
-        case 12: c.asl = 2; c.pad = 9; break;
+        case 12:
+            c.asl = 2;
+            c.pad = 9;
+            break;
         default: c.strided = 1; break;
         }
         check_case(&c, 100 + (uint64_t)f);
@@ -812,7 +825,7 @@ static void randomized(void **state)
         c.aq_offset = (int)test_rng_int(&r, 0, 1);
         c.quant = (int)test_rng_int(&r, 0, 2);
         c.q_offset = (int)test_rng_int(&r, 0, 1);
-        c.mask = (int)test_rng_int(&r, 0, 1);
+        c.mask = (int)test_rng_int(&r, 0, 3);
         c.pse = (int)test_rng_int(&r, 0, 2);
         c.asl = (int)test_rng_int(&r, 0, 2);
         if (c.kv_form == KV_PAGED3 || c.kv_form == KV_PAGED4)
@@ -891,18 +904,17 @@ static void workspace_query(void **state)
     call cl;
     size_t size = 0;
     nsa_context *ctx = NULL;
-    void *ws;
+    void *ws = NULL;
     (void)state;
     c.S = 1500;
     gen(&g, &c, 5);
     build(&cl, &g);
     assert_int_equal(nsa_context_create(NULL, &ctx), NSA_SUCCESS);
     assert_int_equal(nsa_incre_flash_attention_workspace_size(ctx, &cl.q.t, &cl.k.t, &cl.v.t,
-                                                               &cl.opt, &cl.prm, &cl.out.t,
-                                                               &size),
+                                                              &cl.opt, &cl.prm, &cl.out.t, &size),
                      NSA_SUCCESS);
     assert_true(size > 0);
-    ws = malloc(size);
+    assert_int_equal(posix_memalign(&ws, 64, size), 0); /* workspaces are 64-byte aligned */
     assert_int_equal(nsa_context_set_workspace(ctx, ws, size - 1), NSA_SUCCESS);
     assert_int_equal(run_call(&cl, &c, ctx), NSA_ERR_WORKSPACE_TOO_SMALL);
     assert_int_equal(nsa_context_set_workspace(ctx, ws, size), NSA_SUCCESS);
@@ -913,11 +925,21 @@ static void workspace_query(void **state)
     free_data(&g);
 }
 
-
 /* ---- validation: every error, with its status and message --------------------------------- */
 
-enum { K_BASE, K_BSH, K_PAGED, K_PAGED4_BSH, K_INT8, K_QUANT, K_LIST, K_D8, K_PAGED_INT8,
-       K_QUANT_PAGED, K_PAGED4 };
+enum {
+    K_BASE,
+    K_BSH,
+    K_PAGED,
+    K_PAGED4_BSH,
+    K_INT8,
+    K_QUANT,
+    K_LIST,
+    K_D8,
+    K_PAGED_INT8,
+    K_QUANT_PAGED,
+    K_PAGED4
+};
 
 static icase kind_case(int kind)
 {
@@ -931,9 +953,7 @@ static icase kind_case(int kind)
         c.pse = 2;
         c.asl = 2;
         break;
-    case K_BSH:
-        c.layout = NSA_LAYOUT_BSH;
-        break;
+    case K_BSH: c.layout = NSA_LAYOUT_BSH; break;
     case K_PAGED:
         c.kv_form = KV_PAGED3;
         c.block_size = 16;
@@ -989,7 +1009,6 @@ typedef struct vargs {
     const nsa_tensor *q, *k, *v, *out, *klist, *vlist;
     int64_t count;
     int list;
-    size_t *size; /* workspace query when set */
     int size_null;
 } vargs;
 
@@ -1016,7 +1035,10 @@ static void mutate(call *cl, vargs *a, const icase *c, int id)
     case 3: p->num_key_value_heads = -1; break;
     case 4: p->num_key_value_heads = 8; break;
     case 5: p->num_key_value_heads = 3; break;
-    case 6: p->num_heads = 130; p->num_key_value_heads = 2; break;
+    case 6:
+        p->num_heads = 130;
+        p->num_key_value_heads = 2;
+        break;
     case 7: p->input_layout = NSA_LAYOUT_TND; break;
     case 8: p->input_layout = (nsa_layout)99; break;
     case 9: p->scale_value = NAN; break;
@@ -1027,16 +1049,32 @@ static void mutate(call *cl, vargs *a, const icase *c, int id)
     case 14: a->q = NULL; break;
     case 15: q->dtype = NSA_DTYPE_I8; break;
     case 16: q->dtype = NSA_DTYPE_I32; break;
-    case 17: p->validation = NSA_VALIDATE_STRICT; q->dtype = NSA_DTYPE_F32; break;
+    case 17:
+        p->validation = NSA_VALIDATE_STRICT;
+        q->dtype = NSA_DTYPE_F32;
+        break;
     case 18: q->shape[0] = 0; break;
     case 19: q->shape[2] = 2; break;
-    case 20: p->num_heads = 3; p->num_key_value_heads = 1; break; /* BSH: H = 64 */
+    case 20:
+        p->num_heads = 3;
+        p->num_key_value_heads = 1;
+        break; /* BSH: H = 64 */
     case 21: q->shape[1] = 3; break;
     case 22: q->shape[3] = 70000; break;
-    case 23: p->validation = NSA_VALIDATE_STRICT; q->shape[0] = 70000; break;
-    case 24: p->validation = NSA_VALIDATE_STRICT; q->shape[3] = 600; break;
-    case 25: p->validation = NSA_VALIDATE_STRICT; q->shape[1] = 300; p->num_heads = 300;
-        p->num_key_value_heads = 300; break;
+    case 23:
+        p->validation = NSA_VALIDATE_STRICT;
+        q->shape[0] = 70000;
+        break;
+    case 24:
+        p->validation = NSA_VALIDATE_STRICT;
+        q->shape[3] = 600;
+        break;
+    case 25:
+        p->validation = NSA_VALIDATE_STRICT;
+        q->shape[1] = 300;
+        p->num_heads = 300;
+        p->num_key_value_heads = 300;
+        break;
     case 26: a->k = NULL; break;
     case 27: a->v = NULL; break;
     case 28: k->ndim = 3; break;
@@ -1045,21 +1083,49 @@ static void mutate(call *cl, vargs *a, const icase *c, int id)
     case 31: k->shape[3] = 8; break;
     case 32: v->shape[2] = 30; break;
     case 33: v->dtype = NSA_DTYPE_BF16; break;
-    case 34: k->dtype = NSA_DTYPE_BF16; v->dtype = NSA_DTYPE_BF16; break;
+    case 34:
+        k->dtype = NSA_DTYPE_BF16;
+        v->dtype = NSA_DTYPE_BF16;
+        break;
     case 35: k->shape[2] = 16; break; /* BSH key hidden */
-    case 36: p->validation = NSA_VALIDATE_STRICT; p->actual_seq_lengths_count = 4; break;
+    case 36:
+        p->validation = NSA_VALIDATE_STRICT;
+        p->actual_seq_lengths_count = 4;
+        break;
     case 37: p->actual_seq_lengths_count = 2; break;
-    case 38: g_bad_lens[0] = -1; p->actual_seq_lengths = g_bad_lens; break;
-    case 39: g_bad_lens[0] = 41; p->actual_seq_lengths = g_bad_lens; break;
-    case 40: p->actual_seq_lengths = NULL; p->actual_seq_lengths_count = 0; break;
-    case 41: g_bad_lens[0] = 49; p->actual_seq_lengths = g_bad_lens; break;
+    case 38:
+        g_bad_lens[0] = -1;
+        p->actual_seq_lengths = g_bad_lens;
+        break;
+    case 39:
+        g_bad_lens[0] = 41;
+        p->actual_seq_lengths = g_bad_lens;
+        break;
+    case 40:
+        p->actual_seq_lengths = NULL;
+        p->actual_seq_lengths_count = 0;
+        break;
+    case 41:
+        g_bad_lens[0] = 49;
+        p->actual_seq_lengths = g_bad_lens;
+        break;
     case 42: p->has_kv_padding_size = 1; break;
-    case 43: p->actual_seq_lengths = NULL; p->actual_seq_lengths_count = 0;
-        p->has_kv_padding_size = 1; break;
-    case 44: g_bad_lens[0] = 30; g_bad_lens[1] = 3; g_bad_lens[2] = 3;
-        p->actual_seq_lengths = g_bad_lens; p->has_kv_padding_size = 1;
-        p->kv_padding_size = 11; p->validation = NSA_VALIDATE_STRICT; o->atten_mask = NULL;
-        o->pse_shift = NULL; break;
+    case 43:
+        p->actual_seq_lengths = NULL;
+        p->actual_seq_lengths_count = 0;
+        p->has_kv_padding_size = 1;
+        break;
+    case 44:
+        g_bad_lens[0] = 30;
+        g_bad_lens[1] = 3;
+        g_bad_lens[2] = 3;
+        p->actual_seq_lengths = g_bad_lens;
+        p->has_kv_padding_size = 1;
+        p->kv_padding_size = 11;
+        p->validation = NSA_VALIDATE_STRICT;
+        o->atten_mask = NULL;
+        o->pse_shift = NULL;
+        break;
     case 45: cl->bt.t.dtype = NSA_DTYPE_I64; break;
     case 46: cl->bt.t.shape[0] = 2; break;
     case 47: cl->bt.t.shape[1] = 0; break;
@@ -1076,78 +1142,152 @@ static void mutate(call *cl, vargs *a, const icase *c, int id)
         int i;
         for (i = 0; i < 64; i++)
             g_bad_table[i] = 0;
-        g_bad_table[3] = 1000; /* batch 1, entry 0 */
+        g_bad_table[3] = 1000;              /* batch 1, entry 0 */
         p->actual_seq_lengths = g_bad_lens; /* 5, 3, 2: batch 1 reads its entry 0 */
         cl->bt.t = nsa_tensor_contiguous(g_bad_table, NSA_DTYPE_I32, 2, cl->bt.t.shape);
         break;
     }
-    case 58: p->validation = NSA_VALIDATE_STRICT; p->block_size = 8; k->shape[1] = 8;
-        v->shape[1] = 8; break;
+    case 58:
+        p->validation = NSA_VALIDATE_STRICT;
+        p->block_size = 8;
+        k->shape[1] = 8;
+        v->shape[1] = 8;
+        break;
     case 59: p->validation = NSA_VALIDATE_STRICT; break; /* int8 cache, block 16 */
-    case 60: p->validation = NSA_VALIDATE_STRICT; cl->bt.t.shape[1] = 16385;
-        cl->bt.t.stride[0] = 0; break;
-    case 61: p->validation = NSA_VALIDATE_STRICT; k->shape[0] = 5000000; v->shape[0] = 5000000;
-        o->atten_mask = NULL; break;
-    case 62: p->validation = NSA_VALIDATE_STRICT; p->block_size = 16; o->atten_mask = NULL;
-        o->pse_shift = NULL; break;
-    case 63: p->validation = NSA_VALIDATE_STRICT; k->shape[2] = 300000; v->shape[2] = 300000;
-        o->atten_mask = NULL; o->pse_shift = NULL; break;
+    case 60:
+        p->validation = NSA_VALIDATE_STRICT;
+        cl->bt.t.shape[1] = 16385;
+        cl->bt.t.stride[0] = 0;
+        break;
+    case 61:
+        p->validation = NSA_VALIDATE_STRICT;
+        k->shape[0] = 5000000;
+        v->shape[0] = 5000000;
+        o->atten_mask = NULL;
+        break;
+    case 62:
+        p->validation = NSA_VALIDATE_STRICT;
+        p->block_size = 16;
+        o->atten_mask = NULL;
+        o->pse_shift = NULL;
+        break;
+    case 63:
+        p->validation = NSA_VALIDATE_STRICT;
+        k->shape[2] = 300000;
+        v->shape[2] = 300000;
+        o->atten_mask = NULL;
+        o->pse_shift = NULL;
+        break;
     case 64: cl->mask.t.ndim = 1; break;
     case 65: cl->mask.t.dtype = NSA_DTYPE_F16; break;
     case 66: cl->mask.t.shape[0] = 2; break;
     case 67: cl->mask.t.shape[1] = 2; break;
-    case 68: cl->mask.t.shape[3] = 10; p->actual_seq_lengths = NULL;
-        p->actual_seq_lengths_count = 0; break;
-    case 69: p->validation = NSA_VALIDATE_STRICT; ((uint8_t *)cl->mask.t.data)[5] = 2;
-        o->pse_shift = NULL; break;
-    case 70: p->validation = NSA_VALIDATE_STRICT; cl->mask.t.shape[3] = 40; break;
+    case 68:
+        cl->mask.t.shape[3] = 10;
+        p->actual_seq_lengths = NULL;
+        p->actual_seq_lengths_count = 0;
+        break;
+    case 69:
+        p->validation = NSA_VALIDATE_STRICT;
+        ((uint8_t *)cl->mask.t.data)[5] = 2;
+        o->pse_shift = NULL;
+        break;
+    case 70:
+        p->validation = NSA_VALIDATE_STRICT;
+        cl->mask.t.shape[3] = 40;
+        break;
     case 71: cl->pse.t.ndim = 3; break;
     case 72: cl->pse.t.dtype = NSA_DTYPE_BF16; break;
     case 73: cl->pse.t.shape[0] = 2; break;
     case 74: cl->pse.t.shape[1] = 3; break;
     case 75: cl->pse.t.shape[2] = 2; break;
-    case 76: cl->pse.t.shape[3] = 10; p->actual_seq_lengths = NULL;
-        p->actual_seq_lengths_count = 0; o->atten_mask = NULL; break;
-    case 77: p->validation = NSA_VALIDATE_STRICT; g_bad_lens[0] = 10; g_bad_lens[1] = 10;
-        g_bad_lens[2] = 10; p->actual_seq_lengths = g_bad_lens; o->atten_mask = NULL;
-        cl->pse.t.shape[3] = 20; break;
+    case 76:
+        cl->pse.t.shape[3] = 10;
+        p->actual_seq_lengths = NULL;
+        p->actual_seq_lengths_count = 0;
+        o->atten_mask = NULL;
+        break;
+    case 77:
+        p->validation = NSA_VALIDATE_STRICT;
+        g_bad_lens[0] = 10;
+        g_bad_lens[1] = 10;
+        g_bad_lens[2] = 10;
+        p->actual_seq_lengths = g_bad_lens;
+        o->atten_mask = NULL;
+        cl->pse.t.shape[3] = 20;
+        break;
     case 78: p->validation = NSA_VALIDATE_STRICT; break; /* D = 8 with pse */
-    case 79: o->antiquant_scale = &cl->pse.t; break; /* f16 K/V with antiquant */
+    case 79: o->antiquant_scale = &cl->pse.t; break;     /* f16 K/V with antiquant */
     case 80: o->antiquant_scale = NULL; break;
     case 81: cl->aqs.t.ndim = 0; break;
     case 82: cl->aqs.t.dtype = NSA_DTYPE_BF16; break;
-    case 83: cl->aqs.t.shape[0] = 1; cl->aqo.t.shape[0] = 1; break;
+    case 83:
+        cl->aqs.t.shape[0] = 1;
+        cl->aqo.t.shape[0] = 1;
+        break;
     case 84: cl->aqs.t.shape[3] = 8; break;
-    case 85: cl->aqo.t.ndim = 2; cl->aqo.t.shape[1] = 32; break;
+    case 85:
+        cl->aqo.t.ndim = 2;
+        cl->aqo.t.shape[1] = 32;
+        break;
     case 86: cl->aqo.t.dtype = NSA_DTYPE_F32; break;
-    case 87: cl->aqo.t.shape[1] = 1; cl->aqo.t.shape[2] = 2; break;
-    case 88: o->quant_scale2 = NULL; out->dtype = NSA_DTYPE_BF16; break;
+    case 87:
+        cl->aqo.t.shape[1] = 1;
+        cl->aqo.t.shape[2] = 2;
+        break;
+    case 88:
+        o->quant_scale2 = NULL;
+        out->dtype = NSA_DTYPE_BF16;
+        break;
     case 89: out->dtype = NSA_DTYPE_BF16; break;
-    case 90: o->quant_scale2 = NULL; o->quant_offset2 = NULL; break;
+    case 90:
+        o->quant_scale2 = NULL;
+        o->quant_offset2 = NULL;
+        break;
     case 91: cl->qs.t.dtype = NSA_DTYPE_F16; break;
     case 92: cl->qs.t.ndim = 0; break;
-    case 93: cl->qs.t.shape[1] = 15; cl->qo.t.shape[1] = 15; break;
+    case 93:
+        cl->qs.t.shape[1] = 15;
+        cl->qo.t.shape[1] = 15;
+        break;
     case 94: cl->qo.t.dtype = NSA_DTYPE_BF16; break;
-    case 95: g_f32[0] = 1.0f;
+    case 95:
+        g_f32[0] = 1.0f;
         cl->qo.t = nsa_tensor_contiguous(g_f32, NSA_DTYPE_F32, 1, cl->qo.t.shape);
-        cl->qo.t.shape[0] = 1; break;
+        cl->qo.t.shape[0] = 1;
+        break;
     case 96: p->validation = NSA_VALIDATE_STRICT; break; /* per-channel quant + paged */
     case 97: a->out = NULL; break;
     case 98: out->shape[3] = 8; break;
     case 99: out->dtype = NSA_DTYPE_BF16; break;
-    case 100: p->validation = NSA_VALIDATE_STRICT; out->dtype = NSA_DTYPE_F32;
-        o->pse_shift = NULL; break;
-    case 101: *out = *q; out->dtype = NSA_DTYPE_F16; break;
+    case 100:
+        p->validation = NSA_VALIDATE_STRICT;
+        out->dtype = NSA_DTYPE_F32;
+        o->pse_shift = NULL;
+        break;
+    case 101:
+        *out = *q;
+        out->dtype = NSA_DTYPE_F16;
+        break;
     case 102: out->stride[3] = 0; break;
     case 103: a->klist = NULL; break;
     case 104: a->count = 2; break;
-    case 105: p->validation = NSA_VALIDATE_STRICT; a->count = 2; break; /* B = 2 below */
+    case 105:
+        p->validation = NSA_VALIDATE_STRICT;
+        a->count = 2;
+        break; /* B = 2 below */
     case 106: o->block_table = &cl->mask.t; break;
     case 107: cl->klist[1].shape[0] = 2; break;
     case 108: cl->vlist[1].shape[3] = 8; break;
-    case 109: cl->klist[1].dtype = NSA_DTYPE_BF16; cl->vlist[1].dtype = NSA_DTYPE_BF16; break;
+    case 109:
+        cl->klist[1].dtype = NSA_DTYPE_BF16;
+        cl->vlist[1].dtype = NSA_DTYPE_BF16;
+        break;
     case 110: a->size_null = 1; break;
-    case 111: o->antiquant_offset = &cl->aqo.t; o->antiquant_scale = NULL; break;
+    case 111:
+        o->antiquant_offset = &cl->aqo.t;
+        o->antiquant_scale = NULL;
+        break;
     default: fail_msg("unknown mutation %d", id);
     }
 }
@@ -1172,7 +1312,8 @@ static const vcase k_vcases[] = {
     {K_BASE, 17, NSA_ERR_UNSUPPORTED, "query dtype must be f16 or bf16 at the strict level"},
     {K_BASE, 18, NSA_ERR_INVALID_ARGUMENT, "query must not be empty"},
     {K_BASE, 19, NSA_ERR_INVALID_ARGUMENT, "query sequence length must be 1"},
-    {K_BSH, 20, NSA_ERR_INVALID_ARGUMENT, "query hidden size H (64) must be a multiple of num_heads (3)"},
+    {K_BSH, 20, NSA_ERR_INVALID_ARGUMENT,
+     "query hidden size H (64) must be a multiple of num_heads (3)"},
     {K_BASE, 21, NSA_ERR_INVALID_ARGUMENT, "query heads axis must equal num_heads (4), got 3"},
     {K_BASE, 22, NSA_ERR_INVALID_ARGUMENT, "head dim D must be <= 65536"},
     {K_BASE, 23, NSA_ERR_UNSUPPORTED, "batch must be <= 65536 at the strict level"},
@@ -1188,81 +1329,113 @@ static const vcase k_vcases[] = {
     {K_BASE, 33, NSA_ERR_INVALID_ARGUMENT, "key and value must have the same dtype"},
     {K_BASE, 34, NSA_ERR_INVALID_ARGUMENT, "key dtype must be the query's (f16) or i8"},
     {K_BSH, 35, NSA_ERR_INVALID_ARGUMENT, "key hidden size must be num_key_value_heads * D"},
-    {K_BASE, 36, NSA_ERR_UNSUPPORTED, "actual_seq_lengths must have 1 or batch (3) entries at the strict level"},
-    {K_BASE, 37, NSA_ERR_INVALID_ARGUMENT, "actual_seq_lengths must have 1 or batch (3) entries, got 2"},
+    {K_BASE, 36, NSA_ERR_UNSUPPORTED,
+     "actual_seq_lengths must have 1 or batch (3) entries at the strict level"},
+    {K_BASE, 37, NSA_ERR_INVALID_ARGUMENT,
+     "actual_seq_lengths must have 1 or batch (3) entries, got 2"},
     {K_BASE, 38, NSA_ERR_INVALID_ARGUMENT, "actual_seq_lengths[0] must be >= 0, got -1"},
-    {K_BASE, 39, NSA_ERR_INVALID_ARGUMENT, "actual_seq_lengths[0] (41) must be <= the key length S of batch 0 (40)"},
+    {K_BASE, 39, NSA_ERR_INVALID_ARGUMENT,
+     "actual_seq_lengths[0] (41) must be <= the key length S of batch 0 (40)"},
     {K_PAGED, 40, NSA_ERR_INVALID_ARGUMENT, "actual_seq_lengths is required with block_table"},
     {K_PAGED, 41, NSA_ERR_INVALID_ARGUMENT, "must be <= block_size * max_blocks_per_seq (48)"},
     {K_PAGED, 42, NSA_ERR_INVALID_ARGUMENT, "kv_padding_size cannot be combined with block_table"},
-    {K_LIST, 42, NSA_ERR_INVALID_ARGUMENT, "kv_padding_size cannot be used with per-batch key/value tensors"},
+    {K_LIST, 42, NSA_ERR_INVALID_ARGUMENT,
+     "kv_padding_size cannot be used with per-batch key/value tensors"},
     {K_BASE, 43, NSA_ERR_INVALID_ARGUMENT, "kv_padding_size requires actual_seq_lengths"},
-    {K_BASE, 44, NSA_ERR_UNSUPPORTED, "kv_padding_size must be <= S - max(actual_seq_lengths) (10) at the strict level, got 11"},
+    {K_BASE, 44, NSA_ERR_UNSUPPORTED,
+     "kv_padding_size must be <= S - max(actual_seq_lengths) (10) at the strict level, got 11"},
     {K_PAGED, 45, NSA_ERR_INVALID_ARGUMENT, "block_table dtype must be one of {i32}"},
     {K_PAGED, 46, NSA_ERR_INVALID_ARGUMENT, "block_table.shape[0] must be the batch (3), got 2"},
     {K_PAGED, 47, NSA_ERR_INVALID_ARGUMENT, "block_table must not be empty"},
     {K_PAGED, 48, NSA_ERR_INVALID_ARGUMENT, "block_size must be > 0 with block_table, got 0"},
     {K_PAGED, 49, NSA_ERR_INVALID_ARGUMENT, "block_size must be <= 2147483647"},
-    {K_PAGED, 50, NSA_ERR_INVALID_ARGUMENT, "key (paged cache) shape[1] must be block_size (16), got 32"},
-    {K_PAGED, 51, NSA_ERR_INVALID_ARGUMENT, "key (paged cache) shape[2] must be num_key_value_heads * D (32)"},
+    {K_PAGED, 50, NSA_ERR_INVALID_ARGUMENT,
+     "key (paged cache) shape[1] must be block_size (16), got 32"},
+    {K_PAGED, 51, NSA_ERR_INVALID_ARGUMENT,
+     "key (paged cache) shape[2] must be num_key_value_heads * D (32)"},
     {K_PAGED4_BSH, 52, NSA_ERR_INVALID_ARGUMENT, "needs input_layout BNSD, got BSH"},
-    {K_PAGED4, 53, NSA_ERR_INVALID_ARGUMENT, "key (paged cache) shape[1] must be num_key_value_heads (2), got 1"},
-    {K_PAGED4, 54, NSA_ERR_INVALID_ARGUMENT, "key (paged cache) shape[2] must be block_size (16), got 32"},
-    {K_PAGED4, 55, NSA_ERR_INVALID_ARGUMENT, "key (paged cache) shape[3] must be the query's D (16), got 8"},
+    {K_PAGED4, 53, NSA_ERR_INVALID_ARGUMENT,
+     "key (paged cache) shape[1] must be num_key_value_heads (2), got 1"},
+    {K_PAGED4, 54, NSA_ERR_INVALID_ARGUMENT,
+     "key (paged cache) shape[2] must be block_size (16), got 32"},
+    {K_PAGED4, 55, NSA_ERR_INVALID_ARGUMENT,
+     "key (paged cache) shape[3] must be the query's D (16), got 8"},
     {K_PAGED, 56, NSA_ERR_INVALID_ARGUMENT, "key (paged cache) must have 3 dimensions"},
     {K_PAGED, 57, NSA_ERR_INVALID_ARGUMENT, "block_table[1][0] must be in [0, "},
-    {K_PAGED, 58, NSA_ERR_UNSUPPORTED, "block_size must be a multiple of 16 and <= 512 at the strict level, got 8"},
+    {K_PAGED, 58, NSA_ERR_UNSUPPORTED,
+     "block_size must be a multiple of 16 and <= 512 at the strict level, got 8"},
     {K_PAGED_INT8, 59, NSA_ERR_UNSUPPORTED, "block_size must be a multiple of 32"},
     {K_PAGED, 60, NSA_ERR_UNSUPPORTED, "max_blocks_per_seq) must be <= 16384 at the strict level"},
     {K_PAGED, 61, NSA_ERR_UNSUPPORTED, "the paged key cache must have <= 2147483647 elements"},
-    {K_BASE, 62, NSA_ERR_UNSUPPORTED, "block_size must be 0 without block_table at the strict level"},
+    {K_BASE, 62, NSA_ERR_UNSUPPORTED,
+     "block_size must be 0 without block_table at the strict level"},
     {K_BASE, 63, NSA_ERR_UNSUPPORTED, "the key length S must be <= 262144 at the strict level"},
     {K_BASE, 64, NSA_ERR_INVALID_ARGUMENT, "atten_mask must have 2, 3 or 4 dimensions"},
     {K_BASE, 65, NSA_ERR_INVALID_ARGUMENT, "atten_mask dtype must be one of"},
     {K_BASE, 66, NSA_ERR_INVALID_ARGUMENT, "atten_mask.shape[0] must be the batch (3), got 2"},
     {K_BASE, 67, NSA_ERR_INVALID_ARGUMENT, "atten_mask.shape[1] must be 1"},
-    {K_BASE, 68, NSA_ERR_INVALID_ARGUMENT, "atten_mask last dim must cover every KV position read (>= 40), got 10"},
+    {K_BASE, 68, NSA_ERR_INVALID_ARGUMENT,
+     "atten_mask last dim must cover every KV position read (>= 40), got 10"},
     {K_BASE, 69, NSA_ERR_UNSUPPORTED, "atten_mask values must be 0 or 1 at the strict level"},
-    {K_PAGED, 70, NSA_ERR_UNSUPPORTED, "atten_mask last dim must be >= max_blocks_per_seq * block_size (48)"},
+    {K_PAGED, 70, NSA_ERR_UNSUPPORTED,
+     "atten_mask last dim must be >= max_blocks_per_seq * block_size (48)"},
     {K_BASE, 71, NSA_ERR_INVALID_ARGUMENT, "pse_shift must have 4 dimensions"},
     {K_BASE, 72, NSA_ERR_INVALID_ARGUMENT, "pse_shift dtype must be the query's (f16), got bf16"},
     {K_BASE, 73, NSA_ERR_INVALID_ARGUMENT, "pse_shift.shape[0] must be 1 or the batch (3), got 2"},
     {K_BASE, 74, NSA_ERR_INVALID_ARGUMENT, "pse_shift.shape[1] must be num_heads (4), got 3"},
     {K_BASE, 75, NSA_ERR_INVALID_ARGUMENT, "pse_shift.shape[2] must be 1"},
-    {K_BASE, 76, NSA_ERR_INVALID_ARGUMENT, "pse_shift.shape[3] must cover every KV position read (>= 40), got 10"},
-    {K_BASE, 77, NSA_ERR_UNSUPPORTED, "pse_shift.shape[3] must be >= the key length S (40) at the strict level, got 20"},
+    {K_BASE, 76, NSA_ERR_INVALID_ARGUMENT,
+     "pse_shift.shape[3] must cover every KV position read (>= 40), got 10"},
+    {K_BASE, 77, NSA_ERR_UNSUPPORTED,
+     "pse_shift.shape[3] must be >= the key length S (40) at the strict level, got 20"},
     {K_D8, 78, NSA_ERR_UNSUPPORTED, "pse_shift needs D to be a multiple of 16 at the strict level"},
-    {K_BASE, 79, NSA_ERR_INVALID_ARGUMENT, "antiquant_scale/antiquant_offset are given but key/value are f16"},
+    {K_BASE, 79, NSA_ERR_INVALID_ARGUMENT,
+     "antiquant_scale/antiquant_offset are given but key/value are f16"},
     {K_INT8, 80, NSA_ERR_NULL_POINTER, "antiquant_scale is required when key/value are i8"},
     {K_INT8, 111, NSA_ERR_NULL_POINTER, "antiquant_scale is required when key/value are i8"},
     {K_INT8, 81, NSA_ERR_INVALID_ARGUMENT, "antiquant_scale must have 1 to 4 dimensions"},
     {K_INT8, 82, NSA_ERR_INVALID_ARGUMENT, "antiquant_scale dtype must be one of"},
-    {K_INT8, 83, NSA_ERR_INVALID_ARGUMENT, "antiquant_scale.shape[0] must be 2 (key, value), got 1"},
+    {K_INT8, 83, NSA_ERR_INVALID_ARGUMENT,
+     "antiquant_scale.shape[0] must be 2 (key, value), got 1"},
     {K_INT8, 84, NSA_ERR_INVALID_ARGUMENT, "antiquant_scale per-channel shape must be"},
-    {K_INT8, 85, NSA_ERR_INVALID_ARGUMENT, "antiquant_offset must have the rank of antiquant_scale (4), got 2"},
-    {K_INT8, 86, NSA_ERR_INVALID_ARGUMENT, "antiquant_offset dtype must be antiquant_scale's (f16), got f32"},
-    {K_INT8, 87, NSA_ERR_INVALID_ARGUMENT, "antiquant_offset.shape[1] must equal antiquant_scale.shape[1]"},
+    {K_INT8, 85, NSA_ERR_INVALID_ARGUMENT,
+     "antiquant_offset must have the rank of antiquant_scale (4), got 2"},
+    {K_INT8, 86, NSA_ERR_INVALID_ARGUMENT,
+     "antiquant_offset dtype must be antiquant_scale's (f16), got f32"},
+    {K_INT8, 87, NSA_ERR_INVALID_ARGUMENT,
+     "antiquant_offset.shape[1] must equal antiquant_scale.shape[1]"},
     {K_QUANT, 88, NSA_ERR_INVALID_ARGUMENT, "quant_offset2 is given without quant_scale2"},
-    {K_QUANT, 89, NSA_ERR_INVALID_ARGUMENT, "attention_out must be i8 when quant_scale2 is given, got bf16"},
+    {K_QUANT, 89, NSA_ERR_INVALID_ARGUMENT,
+     "attention_out must be i8 when quant_scale2 is given, got bf16"},
     {K_QUANT, 90, NSA_ERR_INVALID_ARGUMENT, "attention_out is i8 but quant_scale2 is not given"},
     {K_QUANT, 91, NSA_ERR_INVALID_ARGUMENT, "quant_scale2 dtype must be one of"},
     {K_QUANT, 92, NSA_ERR_INVALID_ARGUMENT, "quant_scale2 must have 1 to 4 dimensions"},
-    {K_QUANT, 93, NSA_ERR_INVALID_ARGUMENT, "quant_scale2 must have 1 element (per tensor) or N*D = 64"},
-    {K_QUANT, 94, NSA_ERR_INVALID_ARGUMENT, "quant_offset2 dtype must be quant_scale2's (f32), got bf16"},
-    {K_QUANT, 95, NSA_ERR_INVALID_ARGUMENT, "quant_scale2 and quant_offset2 must both be per tensor or both per channel"},
-    {K_QUANT_PAGED, 96, NSA_ERR_UNSUPPORTED, "per-channel quant_scale2 cannot be combined with block_table"},
+    {K_QUANT, 93, NSA_ERR_INVALID_ARGUMENT,
+     "quant_scale2 must have 1 element (per tensor) or N*D = 64"},
+    {K_QUANT, 94, NSA_ERR_INVALID_ARGUMENT,
+     "quant_offset2 dtype must be quant_scale2's (f32), got bf16"},
+    {K_QUANT, 95, NSA_ERR_INVALID_ARGUMENT,
+     "quant_scale2 and quant_offset2 must both be per tensor or both per channel"},
+    {K_QUANT_PAGED, 96, NSA_ERR_UNSUPPORTED,
+     "per-channel quant_scale2 cannot be combined with block_table"},
     {K_BASE, 97, NSA_ERR_NULL_POINTER, "attention_out must not be NULL"},
     {K_BASE, 98, NSA_ERR_INVALID_ARGUMENT, "attention_out.shape[3] must be the query's (16)"},
-    {K_BASE, 99, NSA_ERR_INVALID_ARGUMENT, "attention_out dtype must be the query's (f16) or f32, got bf16"},
-    {K_BSH, 100, NSA_ERR_UNSUPPORTED, "attention_out dtype must be the query's (f16) at the strict level, got f32"},
+    {K_BASE, 99, NSA_ERR_INVALID_ARGUMENT,
+     "attention_out dtype must be the query's (f16) or f32, got bf16"},
+    {K_BSH, 100, NSA_ERR_UNSUPPORTED,
+     "attention_out dtype must be the query's (f16) at the strict level, got f32"},
     {K_BASE, 101, NSA_ERR_INVALID_ARGUMENT, "attention_out must not overlap query"},
     {K_BASE, 102, NSA_ERR_INVALID_ARGUMENT, "attention_out must not overlap itself"},
     {K_LIST, 103, NSA_ERR_NULL_POINTER, "keys must not be NULL"},
-    {K_LIST, 104, NSA_ERR_INVALID_ARGUMENT, "kv_count (the key/value list length) must be >= the batch (3), got 2"},
-    {K_LIST, 105, NSA_ERR_UNSUPPORTED, "kv_count must equal the batch (3) at the strict level, got 4"},
-    {K_LIST, 106, NSA_ERR_INVALID_ARGUMENT, "block_table cannot be combined with per-batch key/value tensors"},
+    {K_LIST, 104, NSA_ERR_INVALID_ARGUMENT,
+     "kv_count (the key/value list length) must be >= the batch (3), got 2"},
+    {K_LIST, 105, NSA_ERR_UNSUPPORTED,
+     "kv_count must equal the batch (3) at the strict level, got 4"},
+    {K_LIST, 106, NSA_ERR_INVALID_ARGUMENT,
+     "block_table cannot be combined with per-batch key/value tensors"},
     {K_LIST, 107, NSA_ERR_INVALID_ARGUMENT, "keys[1] batch dim must be 1, got 2"},
-    {K_LIST, 108, NSA_ERR_INVALID_ARGUMENT, "values[1] head dim must equal the query's D (16), got 8"},
+    {K_LIST, 108, NSA_ERR_INVALID_ARGUMENT,
+     "values[1] head dim must equal the query's D (16), got 8"},
     {K_LIST, 109, NSA_ERR_INVALID_ARGUMENT, "keys[1] dtype must be keys[0]'s (f16), got bf16"},
     {K_BASE, 110, NSA_ERR_NULL_POINTER, "size must not be NULL"},
 };
@@ -1279,7 +1452,6 @@ static void validation_errors(void **state)
         vargs a;
         nsa_status st;
         nsa_tensor klist4[4], vlist4[4];
-        size_t size = 0;
         gen(&g, &c, 7 + i);
         build(&cl, &g);
         memset(&a, 0, sizeof a);
@@ -1308,11 +1480,10 @@ static void validation_errors(void **state)
             st = nsa_incre_flash_attention_workspace_size(NULL, a.q, a.k, a.v, &cl.opt, &cl.prm,
                                                           a.out, NULL);
         else if (a.list)
-            st = nsa_incre_flash_attention_kv_list(NULL, a.q, a.klist, a.vlist, a.count,
-                                                   &cl.opt, &cl.prm, a.out);
+            st = nsa_incre_flash_attention_kv_list(NULL, a.q, a.klist, a.vlist, a.count, &cl.opt,
+                                                   &cl.prm, a.out);
         else
             st = nsa_incre_flash_attention(NULL, a.q, a.k, a.v, &cl.opt, &cl.prm, a.out);
-        (void)size;
         if (st != vc->status || !strstr(nsa_last_error(), vc->msg))
             fail_msg("mutation %d: got %s \"%s\", want %s containing \"%s\"", vc->id,
                      nsa_status_string(st), nsa_last_error(), nsa_status_string(vc->status),
@@ -1335,6 +1506,89 @@ static void validation_bases_run(void **state)
     }
 }
 
+/* Empty caches: S = 0 gives a zero output (int8: the quantised 0), and a NaN in one chunk of
+ * a split row reaches the output. */
+static void empty_and_nan(void **state)
+{
+    int16_t q[2 * 4 * 8];
+    uint16_t kv[1];
+    int8_t out8[2 * 4 * 8];
+    float out[2 * 4 * 8], qs = 2.0f, qo = 3.4f;
+    int64_t qshape[4] = {2, 4, 1, 8}, kshape[4] = {2, 2, 0, 8}, one = 1;
+    nsa_tensor tq, tk, tv, to, to8, tqs, tqo;
+    nsa_ifa_params prm = nsa_ifa_params_default();
+    nsa_ifa_optional opt = NSA_IFA_OPTIONAL_INIT;
+    int i;
+    (void)state;
+    memset(q, 0, sizeof q);
+    prm.num_heads = 4;
+    prm.num_key_value_heads = 2;
+    prm.input_layout = NSA_LAYOUT_BNSD;
+    tq = nsa_tensor_contiguous(q, NSA_DTYPE_F16, 4, qshape);
+    tk = nsa_tensor_contiguous(kv, NSA_DTYPE_F16, 4, kshape);
+    tv = tk;
+    to = nsa_tensor_contiguous(out, NSA_DTYPE_F32, 4, qshape);
+    for (i = 0; i < 64; i++)
+        out[i] = 5.0f;
+    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to), NSA_SUCCESS);
+    for (i = 0; i < 64; i++)
+        assert_true(out[i] == 0.0f);
+    to8 = nsa_tensor_contiguous(out8, NSA_DTYPE_I8, 4, qshape);
+    tqs = nsa_tensor_contiguous(&qs, NSA_DTYPE_F32, 1, &one);
+    tqo = nsa_tensor_contiguous(&qo, NSA_DTYPE_F32, 1, &one);
+    opt.quant_scale2 = &tqs;
+    opt.quant_offset2 = &tqo;
+    assert_int_equal(nsa_incre_flash_attention(NULL, &tq, &tk, &tv, &opt, &prm, &to8), NSA_SUCCESS);
+    for (i = 0; i < 64; i++)
+        assert_int_equal(out8[i], 3); /* round_half_even(0 * 2 + 3.4) */
+    {
+        /* B = 1, one kv head, 3000 keys: split into chunks; a NaN key in the last chunk */
+        int64_t q1[4] = {1, 1, 1, 8}, k1[4] = {1, 1, 3000, 8};
+        float qf[8], *kf = (float *)calloc(3000 * 8, sizeof(float)), o1[8];
+        nsa_ifa_params p1 = nsa_ifa_params_default();
+        nsa_ifa_optional none = NSA_IFA_OPTIONAL_INIT;
+        nsa_tensor a, k, o;
+        for (i = 0; i < 8; i++)
+            qf[i] = 1.0f;
+        kf[2990 * 8] = NAN;
+        p1.input_layout = NSA_LAYOUT_BNSD;
+        a = nsa_tensor_contiguous(qf, NSA_DTYPE_F32, 4, q1);
+        k = nsa_tensor_contiguous(kf, NSA_DTYPE_F32, 4, k1);
+        o = nsa_tensor_contiguous(o1, NSA_DTYPE_F32, 4, q1);
+        assert_int_equal(nsa_incre_flash_attention(NULL, &a, &k, &k, &none, &p1, &o), NSA_SUCCESS);
+        for (i = 0; i < 8; i++)
+            assert_true(isnan(o1[i]));
+        free(kf);
+    }
+}
+
+/* Wide tiles: G = 16, D = 256, and the largest group G = 64. */
+static void wide_groups(void **state)
+{
+    icase c = base_case();
+    (void)state;
+    c.N = 32;
+    c.kvN = 2;
+    c.D = 256;
+    c.S = 300;
+    c.mask = 2;
+    c.pse = 2;
+    c.asl = 2;
+    c.B = 3;
+    check_case(&c, 300);
+    c = base_case();
+    c.N = 64;
+    c.kvN = 1;
+    c.D = 16;
+    c.S = 900;
+    c.mask = 3;
+    c.int8 = 2;
+    c.kv_form = KV_PAGED4;
+    c.block_size = 64;
+    c.asl = 1;
+    check_case(&c, 301);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1342,6 +1596,7 @@ int main(void)
         cmocka_unit_test(combinations),          cmocka_unit_test(randomized),
         cmocka_unit_test(reliability),           cmocka_unit_test(workspace_query),
         cmocka_unit_test(validation_bases_run),  cmocka_unit_test(validation_errors),
+        cmocka_unit_test(empty_and_nan),         cmocka_unit_test(wide_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

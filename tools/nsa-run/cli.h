@@ -47,10 +47,15 @@ int cli_flag(cli_args *a, const char *name, int *on);
 int cli_input(cli_args *a, const char *name, nsa_dtype as, int required, nsa_tensor *t,
               int *present);
 
+/* 1 when --in NAME=... was given (does not load it or mark it used), else 0. For inputs
+ * with alternatives, e.g. `key` or the list `key.0`, `key.1`, ... */
+int cli_has_input(const cli_args *a, const char *name);
+
 /* Allocate a zeroed contiguous output tensor (owned by the framework). */
 int cli_alloc_output(cli_args *a, nsa_dtype dtype, int32_t ndim, const int64_t *shape,
                      nsa_tensor *t);
-/* Write an output as DIR/NAME.npy: floats as <f4, i32 as <i4, i8 as |i1, u8 as |u1. */
+/* Write an output as DIR/NAME.npy: floats as <f4, i32 as <i4, i8 as |i1, u8 as |u1 (bool as
+ * |b1, i64 as <i8). Any strides; written in C order of the view. */
 int cli_write_output(cli_args *a, const char *name, const nsa_tensor *t);
 /* Write DIR/NAME as text. */
 int cli_write_text(cli_args *a, const char *name, const char *text);

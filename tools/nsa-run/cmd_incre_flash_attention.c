@@ -9,23 +9,6 @@
 
 #include "cli.h"
 
-/* Until the nsa-run framework (main.c) lands on this branch these are unresolved; weak
- * references keep the executable linkable meanwhile (nothing calls this command before the
- * framework dispatches to it). */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma weak cli_param
-#pragma weak cli_param_double
-#pragma weak cli_param_int64
-#pragma weak cli_param_int64_list
-#pragma weak cli_input
-#pragma weak cli_alloc_output
-#pragma weak cli_write_output
-#pragma weak cli_run
-#pragma weak cli_dtype
-#pragma weak cli_context
-#pragma weak cli_strict
-#endif
-
 #define IFA_CLI_MAX_LIST 4096
 
 typedef struct ifa_cli {
@@ -42,10 +25,21 @@ static nsa_status run_ifa(void *arg)
 {
     ifa_cli *c = (ifa_cli *)arg;
     if (c->count > 0)
-        return nsa_incre_flash_attention_kv_list(c->ctx, &c->query, c->keys, c->values,
-                                                 c->count, &c->opt, &c->prm, &c->out);
+        return nsa_incre_flash_attention_kv_list(c->ctx, &c->query, c->keys, c->values, c->count,
+                                                 &c->opt, &c->prm, &c->out);
     return nsa_incre_flash_attention(c->ctx, &c->query, &c->key, &c->value, &c->opt, &c->prm,
                                      &c->out);
+}
+
+/* Optional integer / real parameters keep the op's default when absent. */
+static int opt_int64(cli_args *a, const char *name, int64_t *dst)
+{
+    return cli_param(a, name) ? cli_param_int64(a, name, dst, 1) : 0;
+}
+
+static int opt_double(cli_args *a, const char *name, double *dst)
+{
+    return cli_param(a, name) ? cli_param_double(a, name, dst, 1) : 0;
 }
 
 /* Load an optional input into *t and point *slot at it when present. */
@@ -89,38 +83,27 @@ int cmd_incre_flash_attention(cli_args *a)
 {
     static ifa_cli c; /* large (the list arrays); one command per process */
     const char *layout;
-    int64_t *asl = NULL, nasl = 0, v;
-    double scale = 1.0;
+    int64_t *asl = NULL, nasl = 0;
     int rc, present = 0;
 
     memset(&c, 0, sizeof c);
     c.ctx = cli_context(a);
     c.prm = nsa_ifa_params_default();
-    if ((rc = cli_param_int64(a, "num-heads", &c.prm.num_heads, 1)) != 0)
+    if ((rc = cli_param_int64(a, "num-heads", &c.prm.num_heads, 1)) != 0 ||
+        (rc = opt_int64(a, "num-key-value-heads", &c.prm.num_key_value_heads)) != 0 ||
+        (rc = opt_double(a, "scale-value", &c.prm.scale_value)) != 0 ||
+        (rc = opt_int64(a, "block-size", &c.prm.block_size)) != 0 ||
+        (rc = opt_int64(a, "inner-precise", &c.prm.inner_precise)) != 0 ||
+        (rc = opt_int64(a, "kv-padding-size", &c.prm.kv_padding_size)) != 0)
         return rc;
-    v = 0;
-    if ((rc = cli_param_int64(a, "num-key-value-heads", &v, 0)) != 0)
-        return rc;
-    c.prm.num_key_value_heads = v;
+    c.prm.has_kv_padding_size = cli_param(a, "kv-padding-size") != NULL;
     layout = cli_param(a, "input-layout");
     if (layout && nsa_layout_from_string(layout, &c.prm.input_layout) != NSA_SUCCESS)
         return cli_usage_error(a, "--input-layout must be BSH, BNSD or BSND, got %s", layout);
-    if ((rc = cli_param_double(a, "scale-value", &scale, 0)) != 0)
-        return rc;
-    c.prm.scale_value = scale;
     if ((rc = cli_param_int64_list(a, "actual-seq-lengths", &asl, &nasl, 0)) != 0)
         return rc;
     c.prm.actual_seq_lengths = asl;
     c.prm.actual_seq_lengths_count = asl ? nasl : 0;
-    if ((rc = cli_param_int64(a, "block-size", &c.prm.block_size, 0)) != 0)
-        return rc;
-    if (cli_param(a, "kv-padding-size")) {
-        if ((rc = cli_param_int64(a, "kv-padding-size", &c.prm.kv_padding_size, 1)) != 0)
-            return rc;
-        c.prm.has_kv_padding_size = 1;
-    }
-    if ((rc = cli_param_int64(a, "inner-precise", &c.prm.inner_precise, 0)) != 0)
-        return rc;
     if (cli_strict(a))
         c.prm.validation = NSA_VALIDATE_STRICT;
 
@@ -130,8 +113,8 @@ int cmd_incre_flash_attention(cli_args *a)
         return rc;
     if ((rc = optional_input(a, "atten_mask", CLI_AS_STORED, &c.mask, &c.opt.atten_mask)) ||
         (rc = optional_input(a, "pse_shift", CLI_AS_RUN_DTYPE, &c.pse, &c.opt.pse_shift)) ||
-        (rc = optional_input(a, "antiquant_scale", CLI_AS_STORED, &c.aqs,
-                             &c.opt.antiquant_scale)) ||
+        (rc =
+             optional_input(a, "antiquant_scale", CLI_AS_STORED, &c.aqs, &c.opt.antiquant_scale)) ||
         (rc = optional_input(a, "antiquant_offset", CLI_AS_STORED, &c.aqo,
                              &c.opt.antiquant_offset)) ||
         (rc = optional_input(a, "block_table", CLI_AS_STORED, &c.bt, &c.opt.block_table)) ||

@@ -281,12 +281,38 @@ static int parse_dict(const char *s, size_t n, npy_header *h, char *err)
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
+/* numel of a shape; -1 for a bad rank, a negative extent, or a product over INT64_MAX (zero
+ * extents do not hide an overflowing product of the others: (0, 2^62, 2^62) fails). */
+static int shape_numel(int ndim, const int64_t *shape, int64_t *numel)
+{
+    int i;
+    uint64_t nonzero = 1;
+    *numel = 1;
+    if (ndim < 0 || ndim > NPY_MAX_DIMS || (ndim > 0 && !shape))
+        return -1;
+    for (i = 0; i < ndim; ++i) {
+        if (shape[i] < 0)
+            return -1;
+        if (shape[i] == 0) {
+            *numel = 0;
+            continue;
+        }
+        if (nonzero > (uint64_t)INT64_MAX / (uint64_t)shape[i])
+            return -1;
+        nonzero *= (uint64_t)shape[i];
+        if (*numel)
+            *numel = (int64_t)nonzero;
+    }
+    return 0;
+}
+
+
 int npy_parse_header(const void *buf, size_t len, uint64_t file_size, npy_header *h,
                      size_t *need, char *err)
 {
     const unsigned char *b = (const unsigned char *)buf;
-    size_t lenfield, prelen, i;
-    uint64_t hlen, remaining, nonzero = 1, esize;
+    size_t lenfield, prelen;
+    uint64_t hlen, remaining, esize;
     size_t first = file_size < 12 ? (size_t)file_size : 12;
     memset(h, 0, sizeof *h);
     if (len < first) {
@@ -321,19 +347,8 @@ int npy_parse_header(const void *buf, size_t len, uint64_t file_size, npy_header
     }
     if (parse_dict((const char *)b + prelen, (size_t)hlen, h, err))
         return -1;
-    /* numel, and an overflow check that ignores zero extents so (0, 2^62, 2^62) fails too */
-    h->numel = 1;
-    for (i = 0; i < (size_t)h->ndim; ++i) {
-        if (h->shape[i] == 0) {
-            h->numel = 0;
-            continue;
-        }
-        if (nonzero > (uint64_t)INT64_MAX / (uint64_t)h->shape[i])
-            return npy_fail(err, "shape product overflows int64");
-        nonzero *= (uint64_t)h->shape[i];
-        if (h->numel)
-            h->numel = (int64_t)nonzero;
-    }
+    if (shape_numel(h->ndim, h->shape, &h->numel) != 0)
+        return npy_fail(err, "shape product overflows int64");
     esize = npy_type_size(h->type);
     if ((uint64_t)h->numel > UINT64_MAX / esize || (uint64_t)h->numel * esize > SIZE_MAX)
         return npy_fail(err, "%lld elements of %s do not fit in memory", (long long)h->numel,
@@ -445,29 +460,6 @@ void npy_free(npy_array *a)
 }
 
 /* ---- writing ------------------------------------------------------------------------------- */
-
-static int shape_numel(int ndim, const int64_t *shape, int64_t *numel)
-{
-    int i;
-    uint64_t nonzero = 1;
-    *numel = 1;
-    if (ndim < 0 || ndim > NPY_MAX_DIMS || (ndim > 0 && !shape))
-        return -1;
-    for (i = 0; i < ndim; ++i) {
-        if (shape[i] < 0)
-            return -1;
-        if (shape[i] == 0) {
-            *numel = 0;
-            continue;
-        }
-        if (nonzero > (uint64_t)INT64_MAX / (uint64_t)shape[i])
-            return -1;
-        nonzero *= (uint64_t)shape[i];
-        if (*numel)
-            *numel = (int64_t)nonzero;
-    }
-    return 0;
-}
 
 size_t npy_format_header(char *buf, size_t cap, npy_type type, int ndim, const int64_t *shape)
 {

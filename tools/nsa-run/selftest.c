@@ -2,7 +2,8 @@
 /* `nsa-run selftest`: a hidden operator that exercises the framework without a real op, for
  * the tests of nsa-run itself. It loads --in x=FILE (as the run dtype, or as --as says),
  * copies it to an output and writes it back as x.npy (transposed with --transpose, which
- * writes a strided view), plus info.txt with the dtype, shape, threads and strict level.
+ * writes a strided view), plus info.txt with the dtype, shape, threads and strict level; an
+ * optional --in y=FILE is written back unchanged as y.npy.
  * --number, --count, --list and --flag are echoed on stdout; --fail makes the run fail with a
  * real libnsa error (exit 3). */
 #include <stdio.h>
@@ -11,7 +12,7 @@
 #include "cli.h"
 
 typedef struct selftest_job {
-    nsa_tensor in, out;
+    nsa_tensor in, out, y;
     size_t bytes;
     int fail;
 } selftest_job;
@@ -69,6 +70,8 @@ int cmd_selftest(cli_args *a)
     if ((rc = cli_input(a, "x", as, 1, &job.in, NULL)) ||
         (rc = cli_alloc_output(a, job.in.dtype, job.in.ndim, job.in.shape, &job.out)))
         return rc;
+    if (cli_has_input(a, "y") && (rc = cli_input(a, "y", CLI_AS_STORED, 1, &job.y, NULL)))
+        return rc;
     job.bytes = (size_t)nsa_tensor_numel(&job.in) * nsa_dtype_size(job.in.dtype);
     printf("number=%.17g count=%lld flag=%d list=", number, (long long)count, flag);
     for (i = 0; i < n_list; ++i)
@@ -94,6 +97,8 @@ int cmd_selftest(cli_args *a)
         snprintf(info + len, sizeof info - len, ")\nthreads = %d\nstrict = %d\n",
                  nsa_context_num_threads(cli_context(a)), cli_strict(a));
     if ((rc = cli_write_output(a, "x", &job.out)) || (rc = cli_write_text(a, "info.txt", info)))
+        return rc;
+    if (job.y.data && (rc = cli_write_output(a, "y", &job.y)))
         return rc;
     return 0;
 }

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* incre_flash_attention decode: B = 1, N = 32, kvN = 8, D = 128, S = 32768 (scaled by
+ * --scale). Effective KV bandwidth (bytes of K and V read per second) of a bf16 cache
+ * against a streaming read of a buffer of the same size; int8 K/V time against bf16; a paged
+ * cache (block 128, shuffled pages) against the contiguous one. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_cases.h"
+#include "bench_util.h"
+
+enum { IFA_B = 1, IFA_N = 32, IFA_KVN = 8, IFA_D = 128, IFA_BLOCK = 128 };
+
+typedef struct ifa_bench {
+    nsa_tensor q, k, v, out, bt, aqs;
+    nsa_ifa_optional opt;
+    nsa_ifa_params prm;
+} ifa_bench;
+
+static void set_row(bench_row *r, const char *label, double measured, const char *unit,
+                    double figure, double target, int lower_is_better)
+{
+    snprintf(r->label, sizeof r->label, "%s", label);
+    r->measured = measured;
+    r->unit = unit;
+    r->figure = figure;
+    r->target = target;
+    r->lower_is_better = lower_is_better;
+}
+
+static nsa_status run_ifa(void *arg, nsa_context *ctx)
+{
+    ifa_bench *b = (ifa_bench *)arg;
+    return nsa_incre_flash_attention(ctx, &b->q, &b->k, &b->v, &b->opt, &b->prm, &b->out);
+}
+
+/* A cache of n elements of dtype dt with deterministic values. */
+static void *make_cache(size_t n, nsa_dtype dt, unsigned seed)
+{
+    void *p = bench_alloc(n * nsa_dtype_size(dt));
+    size_t i, step = 1u << 16;
+    float *tmp = (float *)bench_alloc(step * sizeof(float));
+    for (i = 0; i < n; i += step) {
+        size_t m = n - i < step ? n - i : step;
+        bench_fill(tmp, m, seed + (unsigned)(i / step));
+        if (dt == NSA_DTYPE_I8) {
+            size_t j;
+            for (j = 0; j < m; j++)
+                ((int8_t *)p)[i + j] = (int8_t)(tmp[j] * 250.0f);
+        } else {
+            nsa_convert(tmp, NSA_DTYPE_F32, 1, (char *)p + i * nsa_dtype_size(dt), dt, 1,
+                        (int64_t)m, NSA_ROUND_NEAREST_EVEN);
+        }
+    }
+    free(tmp);
+    return p;
+}
+
+static int run(const bench_env *env, bench_row *rows, int cap)
+{
+    const int64_t S = bench_len(32768);
+    const size_t kv_elems = (size_t)IFA_B * IFA_KVN * (size_t)S * IFA_D;
+    int64_t qshape[4] = {IFA_B, IFA_N, 1, IFA_D}, kshape[4] = {IFA_B, IFA_KVN, S, IFA_D};
+    int64_t nblk = S / IFA_BLOCK, pshape[4] = {nblk, IFA_KVN, IFA_BLOCK, IFA_D};
+    int64_t btshape[2] = {IFA_B, nblk}, aqshape[4] = {2, IFA_KVN, 1, IFA_D};
+    int64_t asl = S, i;
+    uint16_t *q = (uint16_t *)make_cache((size_t)IFA_N * IFA_D, NSA_DTYPE_BF16, 1);
+    uint16_t *out = (uint16_t *)bench_alloc((size_t)IFA_N * IFA_D * 2);
+    void *k16 = make_cache(kv_elems, NSA_DTYPE_BF16, 2),
+         *v16 = make_cache(kv_elems, NSA_DTYPE_BF16, 3);
+    void *k8 = make_cache(kv_elems, NSA_DTYPE_I8, 4), *v8 = make_cache(kv_elems, NSA_DTYPE_I8, 5);
+    void *kp = bench_alloc(kv_elems * 2), *vp = bench_alloc(kv_elems * 2);
+    int32_t *table = (int32_t *)bench_alloc((size_t)nblk * sizeof(int32_t));
+    float *aq = (float *)bench_alloc(2 * IFA_KVN * IFA_D * sizeof(float));
+    ifa_bench b;
+    double t16, t8, tpg, stream;
+    int n = 0;
+    (void)cap;
+
+    /* shuffled pages: logical block i of the sequence lives in page table[i] */
+    for (i = 0; i < nblk; i++)
+        table[i] = (int32_t)i;
+    for (i = nblk - 1; i > 0; i--) {
+        int64_t j = (i * 7919 + 13) % (i + 1);
+        int32_t t = table[i];
+        table[i] = table[j];
+        table[j] = t;
+    }
+    for (i = 0; i < nblk; i++) {
+        int64_t h;
+        for (h = 0; h < IFA_KVN; h++) {
+            size_t src = ((size_t)h * S + (size_t)i * IFA_BLOCK) * IFA_D * 2;
+            size_t dst = (((size_t)table[i] * IFA_KVN + h) * IFA_BLOCK) * IFA_D * 2;
+            memcpy((char *)kp + dst, (char *)k16 + src, IFA_BLOCK * IFA_D * 2);
+            memcpy((char *)vp + dst, (char *)v16 + src, IFA_BLOCK * IFA_D * 2);
+        }
+    }
+    for (i = 0; i < 2 * IFA_KVN * IFA_D; i++)
+        aq[i] = 0.004f;
+
+    memset(&b, 0, sizeof b);
+    b.prm = nsa_ifa_params_default();
+    b.prm.num_heads = IFA_N;
+    b.prm.num_key_value_heads = IFA_KVN;
+    b.prm.input_layout = NSA_LAYOUT_BNSD;
+    b.prm.scale_value = 1.0 / sqrt((double)IFA_D);
+    b.q = nsa_tensor_contiguous(q, NSA_DTYPE_BF16, 4, qshape);
+    b.out = nsa_tensor_contiguous(out, NSA_DTYPE_BF16, 4, qshape);
+
+    b.k = nsa_tensor_contiguous(k16, NSA_DTYPE_BF16, 4, kshape);
+    b.v = nsa_tensor_contiguous(v16, NSA_DTYPE_BF16, 4, kshape);
+    t16 = bench_time_op(run_ifa, &b, env->ctx);
+
+    b.k = nsa_tensor_contiguous(k8, NSA_DTYPE_I8, 4, kshape);
+    b.v = nsa_tensor_contiguous(v8, NSA_DTYPE_I8, 4, kshape);
+    b.aqs = nsa_tensor_contiguous(aq, NSA_DTYPE_F32, 4, aqshape);
+    b.opt.antiquant_scale = &b.aqs;
+    t8 = bench_time_op(run_ifa, &b, env->ctx);
+    b.opt.antiquant_scale = NULL;
+
+    b.k = nsa_tensor_contiguous(kp, NSA_DTYPE_BF16, 4, pshape);
+    b.v = nsa_tensor_contiguous(vp, NSA_DTYPE_BF16, 4, pshape);
+    b.bt = nsa_tensor_contiguous(table, NSA_DTYPE_I32, 2, btshape);
+    b.opt.block_table = &b.bt;
+    b.prm.block_size = IFA_BLOCK;
+    b.prm.actual_seq_lengths = &asl;
+    b.prm.actual_seq_lengths_count = 1;
+    tpg = bench_time_op(run_ifa, &b, env->ctx);
+
+    stream = bench_stream_read(2 * kv_elems * 2, env->threads, bench_reps());
+
+    {
+        char label[96];
+        snprintf(label, sizeof label, "ifa decode bf16 S=%lld: KV GB/s / stream", (long long)S);
+        set_row(&rows[0], label, 2.0 * (double)kv_elems * 2.0 / t16 * 1e-9, "GB",
+                2.0 * (double)kv_elems * 2.0 / t16 / stream, 0.8, 0);
+    }
+    set_row(&rows[1], "ifa decode int8 KV: time / bf16 time", t8 * 1e3, "ms", t8 / t16, 0.6, 1);
+    set_row(&rows[2], "ifa decode paged (128, shuffled) / contiguous", tpg * 1e3, "ms",
+            tpg / t16, 1.10, 1);
+    n = 3;
+
+    free(q);
+    free(out);
+    free(k16);
+    free(v16);
+    free(k8);
+    free(v8);
+    free(kp);
+    free(vp);
+    free(table);
+    free(aq);
+    return n;
+}
+
+const bench_case bench_ifa = {"ifa", run};
