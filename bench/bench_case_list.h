@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Every benchmark case, in the order nsa_bench prints them. */
 BENCH_CASE(bench_stream_ceiling)
+BENCH_CASE(bench_nsa_compress)
 BENCH_CASE(bench_ifa)

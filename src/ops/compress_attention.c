@@ -11,6 +11,7 @@
 #include "core/internal.h"
 #include "dtype/convert.h"
 #include "kernel/attn_tile.h"
+#include "kernel/simd.h"
 #include "tensor/tensor.h"
 
 /* Tile height target (query positions x G heads) and keys per kernel chunk. */
@@ -96,7 +97,8 @@ static nsa_status check_seq_arrays(const nsa_compress_attention_params *p, const
                          (long long)p->actual_seq_qlen_count);
     if (p->actual_cmp_seq_kvlen_count != p->actual_seq_qlen_count)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "actual_cmp_seq_kvlen_count (%lld) must equal actual_seq_qlen_count (%lld)",
+                         "actual_cmp_seq_kvlen_count (%lld) must equal actual_seq_qlen_count "
+                         "(%lld)",
                          (long long)p->actual_cmp_seq_kvlen_count,
                          (long long)p->actual_seq_qlen_count);
     if ((st = nsa_check_prefix_sums(p->actual_seq_qlen, p->actual_seq_qlen_count,
@@ -329,24 +331,26 @@ static void score_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv0, in
 }
 
 /* Importance of the Sel selection blocks from one row of probabilities P[0..S2):
- * I[J] = sum over ascending i of w_i * P[(J+1)m - i], out-of-range p skipped. The product and
- * the sum are separate statements: fp32 multiply then fp32 add, as the vendor kernel. */
+ * I[J] = sum over ascending i of w_i * P[(J+1)m - i], out-of-range p skipped. Each term is an
+ * fp32 multiply then an fp32 add, in ascending i for every J, as the vendor kernel; looping
+ * over J inside keeps the bounds out of the inner loop. */
 static void importance_row(const float *P, int64_t S2, int64_t sel, int64_t sm, const float *w,
                            int32_t inner, float *out)
 {
     int64_t J;
     int32_t i;
-    for (J = 0; J < sel; J++) {
-        float acc = 0.0f;
-        for (i = 0; i < inner; i++) {
-            int64_t p = (J + 1) * sm - i;
-            float t;
-            if (p < 0 || p >= S2)
-                continue;
-            t = w[i] * P[p];
-            acc = acc + t;
+    for (J = 0; J < sel; J++)
+        out[J] = 0.0f;
+    for (i = 0; i < inner; i++) {
+        /* J with 0 <= (J+1)m - i <= S2 - 1 */
+        const int64_t lo = i > sm ? (i + sm - 1) / sm - 1 : 0;
+        const int64_t hi_p = (S2 - 1 + i) / sm - 1;
+        const int64_t hi = hi_p < sel - 1 ? hi_p : sel - 1;
+        const float wi = w[i];
+        for (J = lo; J <= hi; J++) {
+            float t = wi * P[(J + 1) * sm - i];
+            out[J] = out[J] + t;
         }
-        out[J] = acc;
     }
 }
 
@@ -479,9 +483,7 @@ static void run_task(const cattn_job *job, const cattn_task *task, char *slice)
             float *xr = x + (si * G + g) * job->ldx;
             const float M = rmax[si * G + g], Z = rsum[si * G + g];
             /* P = exp(x - M) / Z with the final M and Z, as the vendor formula */
-            for (r = 0; r < S2; r++)
-                xr[r] -= M;
-            nsa_vexp(xr, xr, S2);
+            (void)nsa_vexp_sum(xr, S2, M);
             for (r = 0; r < S2; r++)
                 xr[r] = xr[r] / Z;
             importance_row(xr, S2, sel, dm->sm, job->w, job->inner, imp + g * sel);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect_status.h"
 #include "reliability.h"
 #include "test_util.h"
 
@@ -194,6 +195,34 @@ static void ties_away_from_zero(void **state)
     assert_int_equal(out[1], 0xBF81);
 }
 
+/* f16 special values pass through a window whose other rows are zero: subnormals, the
+ * largest finite value, infinities and NaN (checks the vectorised f16 widening). */
+static void f16_special_values(void **state)
+{
+    static const uint16_t vals[8] = {0x0001, 0x03ff, 0x8001, 0x7bff, 0xfbff, 0x7c00, 0xfc00,
+                                     0x7e00};
+    const int64_t seq[1] = {16};
+    nsa_compress_params p = params(16, 16, seq, 1);
+    uint16_t x[16 * 8], w[16], out[8];
+    int64_t shape[3], i;
+    nsa_tensor in, wt, o;
+    (void)state;
+    memset(x, 0, sizeof x);
+    memcpy(x + 3 * 8, vals, sizeof vals); /* row 3 holds the values, every other row 0 */
+    for (i = 0; i < 16; i++)
+        w[i] = 0x3c00; /* 1.0 */
+    shape[0] = 16, shape[1] = 1, shape[2] = 8;
+    in = nsa_tensor_contiguous(x, NSA_DTYPE_F16, 3, shape);
+    shape[0] = 16, shape[1] = 1;
+    wt = nsa_tensor_contiguous(w, NSA_DTYPE_F16, 2, shape);
+    shape[0] = 1, shape[1] = 1, shape[2] = 8;
+    o = nsa_tensor_contiguous(out, NSA_DTYPE_F16, 3, shape);
+    assert_int_equal(nsa_compress(NULL, &in, &wt, &p, &o), NSA_SUCCESS);
+    for (i = 0; i < 7; i++)
+        assert_int_equal(out[i], vals[i]);
+    assert_true((out[7] & 0x7c00) == 0x7c00 && (out[7] & 0x03ff) != 0); /* NaN */
+}
+
 /* ---- randomised against float64 ------------------------------------------------------- */
 
 typedef struct rcase {
@@ -206,20 +235,30 @@ typedef struct rcase {
     int64_t rows;
 } rcase;
 
+/* Random values and the tensors of a case whose sizes and segments are set. */
+static void fill_case(rcase *c, test_rng *rng);
+
 static void make_case(rcase *c, test_rng *rng)
 {
     static const int64_t ls[4] = {16, 32, 64, 128};
-    int64_t i, n, e, t, total = 0;
+    int64_t i, total = 0;
     c->l = ls[test_rng_int(rng, 0, 3)];
     c->d = 16 * test_rng_int(rng, 1, c->l / 16);
     c->N = test_rng_int(rng, 1, 5);
     c->D = test_rng_int(rng, 1, 70);
     c->B = test_rng_int(rng, 1, 5);
     for (i = 0; i < c->B; i++) {
-        total += test_rng_int(rng, 0, 3) == 0 ? test_rng_int(rng, 0, c->l) : test_rng_int(rng, 0, 300);
+        total += test_rng_int(rng, 0, 3) == 0 ? test_rng_int(rng, 0, c->l)
+                                               : test_rng_int(rng, 0, 300);
         c->seq[i] = total;
     }
-    c->T = total;
+    fill_case(c, rng);
+}
+
+static void fill_case(rcase *c, test_rng *rng)
+{
+    int64_t i, n, e, t;
+    c->T = c->seq[c->B - 1];
     c->x = malloc((size_t)(c->T * c->N * c->D + 1) * sizeof(float));
     c->w = malloc((size_t)(c->l * c->N) * sizeof(float));
     for (i = 0; i < c->T * c->N * c->D; i++)
@@ -242,8 +281,9 @@ static void make_case(rcase *c, test_rng *rng)
                     if (c->dt == NSA_DTYPE_F32)
                         memcpy(dst, &v, 4);
                     else {
-                        uint16_t h = c->dt == NSA_DTYPE_F16 ? nsa_f32_to_f16(v, NSA_ROUND_NEAREST_EVEN)
-                                                            : nsa_f32_to_bf16(v, NSA_ROUND_NEAREST_EVEN);
+                        uint16_t h = c->dt == NSA_DTYPE_F16
+                                         ? nsa_f32_to_f16(v, NSA_ROUND_NEAREST_EVEN)
+                                         : nsa_f32_to_bf16(v, NSA_ROUND_NEAREST_EVEN);
                         memcpy(dst, &h, 2);
                     }
                 }
@@ -299,7 +339,8 @@ static void check_against_reference(const rcase *c, const void *out)
         for (j = 0; j < W; j++, row++)
             for (n = 0; n < c->N; n++)
                 for (e = 0; e < c->D; e++) {
-                    double a, r = ref_elem(c->x, c->w, c->N, c->D, c->l, start + j * c->d, n, e, &a);
+                    double a, r = ref_elem(c->x, c->w, c->N, c->D, c->l, start + j * c->d, n,
+                                           e, &a);
                     float g = got[(row * c->N + n) * c->D + e];
                     if (c->out_dt == NSA_DTYPE_F32) {
                         /* fp32 sum of l products (exact for f16/bf16 inputs, one rounding
@@ -346,6 +387,28 @@ static void randomised(void **state)
     }
 }
 
+/* Rows wider than the op's ring (l * N * D > 2^21 floats) are processed in head groups. */
+static void head_groups(void **state)
+{
+    test_rng rng;
+    rcase c;
+    void *out;
+    size_t bytes;
+    (void)state;
+    memset(&c, 0, sizeof c);
+    test_rng_seed(&rng, 5);
+    c.l = 128, c.d = 16, c.N = 20, c.D = 1024, c.B = 1, c.seq[0] = 160;
+    c.dt = NSA_DTYPE_BF16;
+    c.out_dt = NSA_DTYPE_F32;
+    fill_case(&c, &rng);
+    bytes = (size_t)(c.rows * c.N * c.D) * 4;
+    out = malloc(bytes);
+    assert_int_equal(run_rcase(&c, NULL, out, bytes), NSA_SUCCESS);
+    check_against_reference(&c, out);
+    free(out);
+    free_case(&c);
+}
+
 /* Bit-identical for any thread count; concurrent callers; clean out-of-memory failures. */
 static void reliability(void **state)
 {
@@ -374,13 +437,6 @@ static void reliability(void **state)
 
 /* ---- validation ------------------------------------------------------------------------- */
 
-static void expect_error(nsa_status got, nsa_status want, const char *substring)
-{
-    if (got != want || !strstr(nsa_last_error(), substring))
-        fail_msg("want %s with \"%s\", got %s: \"%s\"", nsa_status_string(want), substring,
-                 nsa_status_string(got), nsa_last_error());
-}
-
 static void validation_errors(void **state)
 {
     static uint16_t x[64 * 2 * 16], w[32 * 2], out[3 * 2 * 16];
@@ -397,89 +453,116 @@ static void validation_errors(void **state)
     assert_int_equal(nsa_compress(NULL, &in, &wt, &p, &o), NSA_SUCCESS);
     assert_string_equal(nsa_last_error(), "");
 
-    expect_error(nsa_compress(NULL, NULL, &wt, &p, &o), NSA_ERR_NULL_POINTER, "input must not be NULL");
-    expect_error(nsa_compress(NULL, &in, NULL, &p, &o), NSA_ERR_NULL_POINTER, "weight must not be NULL");
-    expect_error(nsa_compress(NULL, &in, &wt, &p, NULL), NSA_ERR_NULL_POINTER, "output must not be NULL");
-    expect_error(nsa_compress(NULL, &in, &wt, NULL, &o), NSA_ERR_NULL_POINTER, "params");
+    test_expect_error(nsa_compress(NULL, NULL, &wt, &p, &o), NSA_ERR_NULL_POINTER,
+           "input must not be NULL");
+    test_expect_error(nsa_compress(NULL, &in, NULL, &p, &o), NSA_ERR_NULL_POINTER,
+           "weight must not be NULL");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, NULL), NSA_ERR_NULL_POINTER,
+           "output must not be NULL");
+    test_expect_error(nsa_compress(NULL, &in, &wt, NULL, &o), NSA_ERR_NULL_POINTER, "params");
     q = p;
     q.actual_seq_len = NULL;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_NULL_POINTER, "actual_seq_len must not be NULL");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_NULL_POINTER,
+           "actual_seq_len must not be NULL");
     q = p;
     q.actual_seq_len_count = 0;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT, "actual_seq_len_count must be >= 1");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+           "actual_seq_len_count must be >= 1");
     /* dtypes */
     bad = wt;
     bad.dtype = NSA_DTYPE_BF16;
-    expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT, "weight dtype (bf16) must equal input dtype (f16)");
+    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "weight dtype (bf16) must equal input dtype (f16)");
     bad = in;
     bad.dtype = NSA_DTYPE_I8;
-    expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "input dtype must be one of");
+    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "input dtype must be one of");
     /* ranks */
     bad = in;
     bad.ndim = 2;
-    expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "input must have 3 dimensions");
+    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "input must have 3 dimensions");
     bad = wt;
     bad.ndim = 3;
     bad.shape[2] = 1;
     bad.stride[2] = 1;
-    expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT, "weight must have 2 dimensions");
+    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "weight must have 2 dimensions");
     /* N, D */
     bad = in;
     bad.shape[1] = 0;
-    expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "head count N) must be >= 1");
+    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "head count N) must be >= 1");
     bad = in;
     bad.shape[2] = 0;
-    expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "head dim D) must be >= 1");
+    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "head dim D) must be >= 1");
     /* weight shape */
     bad = wt;
     bad.shape[0] = 16;
-    expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT, "weight.shape[0] must be compress_block_size");
+    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "weight.shape[0] must be compress_block_size");
     bad = wt;
     bad.shape[1] = 1;
-    expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT, "weight.shape[1] must be input.shape[1]");
+    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "weight.shape[1] must be input.shape[1]");
     /* l and d */
     q = p;
     q.compress_block_size = 40;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT, "compress_block_size must be a multiple of 16, got 40");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+           "compress_block_size must be a multiple of 16, got 40");
     q = p;
     q.compress_stride = 24;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT, "compress_stride must be a multiple of 16, got 24");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+           "compress_stride must be a multiple of 16, got 24");
     q = p;
     q.compress_stride = 0;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT, "compress_stride must be >= 16, got 0");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+           "compress_stride must be >= 16, got 0");
     q = p;
     q.compress_block_size = 144;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT, "compress_block_size must be <= 128, got 144");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+           "compress_block_size must be <= 128, got 144");
     q = p;
     q.compress_stride = 48;
-    expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT, "compress_stride (48) must be <= compress_block_size (32)");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+           "compress_stride (48) must be <= compress_block_size (32)");
     /* prefix sums */
     seq[0] = 70;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "actual_seq_len must be non-decreasing");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "actual_seq_len must be non-decreasing");
     seq[0] = -1;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "actual_seq_len must be non-decreasing");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "actual_seq_len must be non-decreasing");
     seq[0] = 32;
     seq[1] = 60;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT, "actual_seq_len[1] (the last) must equal input.shape[0] (64), got 60");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+           "actual_seq_len[1] (the last) must equal input.shape[0] (64), got 60");
     seq[1] = 64;
     /* output */
     bad = o;
     bad.shape[0] = 3;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT, "output.shape[0] must be the window count");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+           "output.shape[0] must be the window count");
     bad = o;
     bad.shape[2] = 8;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT, "output.shape[2] must be input.shape[2]");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+           "output.shape[2] must be input.shape[2]");
     bad = o;
     bad.dtype = NSA_DTYPE_I32;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT, "output dtype must be one of");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+           "output dtype must be one of");
     bad = o;
     bad.data = x;
-    expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT, "output must not overlap input");
+    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+           "output must not overlap input");
     /* output_rows helper */
-    expect_error(nsa_compress_output_rows(&p, NULL), NSA_ERR_NULL_POINTER, "rows must not be NULL");
+    test_expect_error(nsa_compress_output_rows(&p, NULL), NSA_ERR_NULL_POINTER,
+           "rows must not be NULL");
     q = p;
     q.compress_stride = 0;
-    expect_error(nsa_compress_output_rows(&q, &rows), NSA_ERR_INVALID_ARGUMENT, "must be >= 1");
+    test_expect_error(nsa_compress_output_rows(&q, &rows), NSA_ERR_INVALID_ARGUMENT,
+           "must be >= 1");
 
     /* strict level */
     p.validation = NSA_VALIDATE_STRICT;
@@ -491,7 +574,8 @@ static void validation_errors(void **state)
     {
         nsa_tensor o8 = o;
         o8.shape[2] = 8;
-        expect_error(nsa_compress(NULL, &bad, &wt, &p, &o8), NSA_ERR_UNSUPPORTED, "(D) must be a multiple of 16 under strict");
+        test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o8), NSA_ERR_UNSUPPORTED,
+               "(D) must be a multiple of 16 under strict");
         p.validation = NSA_VALIDATE_DEFAULT;
         assert_int_equal(nsa_compress(NULL, &bad, &wt, &p, &o8), NSA_SUCCESS);
         p.validation = NSA_VALIDATE_STRICT;
@@ -500,25 +584,29 @@ static void validation_errors(void **state)
         /* D = 272 and N = 129 only need valid views: use broadcast (stride 0) inputs */
         nsa_tensor big = in, wbig = wt, obig = o;
         big.shape[2] = 272, big.stride[2] = 0, big.stride[1] = 0, big.stride[0] = 0;
-        expect_error(nsa_compress(NULL, &big, &wt, &p, &o), NSA_ERR_UNSUPPORTED, "(D) must be <= 256 under strict");
+        test_expect_error(nsa_compress(NULL, &big, &wt, &p, &o), NSA_ERR_UNSUPPORTED,
+               "(D) must be <= 256 under strict");
         big = in;
         big.shape[1] = 129, big.stride[1] = 0;
         wbig.shape[1] = 129, wbig.stride[1] = 0;
         obig.shape[1] = 129;
-        expect_error(nsa_compress(NULL, &big, &wbig, &p, &obig), NSA_ERR_UNSUPPORTED, "(N) must be <= 128 under strict");
+        test_expect_error(nsa_compress(NULL, &big, &wbig, &p, &obig), NSA_ERR_UNSUPPORTED,
+               "(N) must be <= 128 under strict");
     }
     bad = in;
     bad.dtype = NSA_DTYPE_F32;
     {
         nsa_tensor w32 = wt;
         w32.dtype = NSA_DTYPE_F32;
-        expect_error(nsa_compress(NULL, &bad, &w32, &p, &o), NSA_ERR_UNSUPPORTED, "f16 or bf16 under strict");
+        test_expect_error(nsa_compress(NULL, &bad, &w32, &p, &o), NSA_ERR_UNSUPPORTED,
+               "f16 or bf16 under strict");
     }
     {
         int64_t seq0[3] = {32, 32, 64};
         nsa_compress_params z = params(32, 16, seq0, 3);
         z.validation = NSA_VALIDATE_STRICT;
-        expect_error(nsa_compress(NULL, &in, &wt, &z, &o), NSA_ERR_UNSUPPORTED, "segment 1 is empty");
+        test_expect_error(nsa_compress(NULL, &in, &wt, &z, &o), NSA_ERR_UNSUPPORTED,
+               "segment 1 is empty");
     }
 }
 
@@ -544,7 +632,7 @@ static void caller_workspace(void **state)
     assert_int_equal(nsa_context_create(&cfg, &ctx), NSA_SUCCESS);
     assert_int_equal(nsa_compress_workspace_size(ctx, &in, &p, &size), NSA_SUCCESS);
     assert_true(size > 0);
-    buf = malloc(size);
+    assert_int_equal(posix_memalign(&buf, 64, size), 0); /* workspaces are 64-byte aligned */
     assert_int_equal(nsa_context_set_workspace(ctx, buf, size), NSA_SUCCESS);
     assert_int_equal(nsa_compress(ctx, &in, &wt, &p, &o), NSA_SUCCESS);
     assert_int_equal(nsa_context_set_workspace(ctx, buf, size - 1), NSA_SUCCESS);
@@ -558,7 +646,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(example_mindspore),  cmocka_unit_test(example_aclnn),
         cmocka_unit_test(zero_length_segments), cmocka_unit_test(ties_away_from_zero),
-        cmocka_unit_test(randomised),         cmocka_unit_test(reliability),
+        cmocka_unit_test(f16_special_values),
+        cmocka_unit_test(randomised),         cmocka_unit_test(head_groups),
+        cmocka_unit_test(reliability),
         cmocka_unit_test(validation_errors),  cmocka_unit_test(caller_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

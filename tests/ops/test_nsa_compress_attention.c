@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas/blas.h"
+#include "expect_status.h"
 #include "reliability.h"
 #include "test_util.h"
 
@@ -223,7 +225,8 @@ static void check_case(const acase *c, const void *buf)
                     for (e = 0; e < c->Dv; e++) {
                         double o = 0;
                         for (j = 0; j < S2; j++)
-                            o += exp(x[j] - M) / Z * (double)c->vf[((k0 + j) * c->N2 + n2) * c->Dv + e];
+                            o += exp(x[j] - M) / Z *
+                                 (double)c->vf[((k0 + j) * c->N2 + n2) * c->Dv + e];
                         {
                             float gv = got[(t * c->N1 + h) * c->Dv + e];
                             if (c->out_dt == NSA_DTYPE_F32) {
@@ -245,7 +248,8 @@ static void check_case(const acase *c, const void *buf)
                         float gm = smax[(int64_t)flat * 8 + i], gs = ssum[(int64_t)flat * 8 + i];
                         /* fp32 statistics: 1e-5 relative (atol 1e-6 for maxima near 0) */
                         if (fabs(gm - M) > 1e-6 + 1e-5 * fabs(M) || fabs(gs - Z) > 1e-5 * Z)
-                            fail_msg("stats b%lld h%lld s%lld: got max %.9g sum %.9g want %.9g %.9g",
+                            fail_msg("stats b%lld h%lld s%lld: got max %.9g sum %.9g "
+                                     "want %.9g %.9g",
                                      (long long)b, (long long)h, (long long)s, gm, gs, M, Z);
                     }
                     /* importance with the +1 shift */
@@ -344,7 +348,9 @@ static void randomised(void **state)
         }
         c.k = test_rng_int(&rng, 1, minsel < 32 ? minsel : 32);
         build_case(&c, &rng);
+        nsa_blas_force_builtin(it % 5 == 3); /* both GEMM backends */
         run_and_check(&c);
+        nsa_blas_force_builtin(0);
         free_case(&c);
     }
 }
@@ -550,13 +556,6 @@ static void reliability(void **state)
 
 /* ---- validation ------------------------------------------------------------------------- */
 
-static void expect_error(nsa_status got, nsa_status want, const char *substring)
-{
-    if (got != want || !strstr(nsa_last_error(), substring))
-        fail_msg("want %s with \"%s\", got %s: \"%s\"", nsa_status_string(want), substring,
-                 nsa_status_string(got), nsa_last_error());
-}
-
 /* A valid f16 call: B = 2, S1 = [3, 5], S2 = [64, 70] (16 and 18 blocks), N1 = 4, N2 = 2. */
 typedef struct vcall {
     uint16_t q[8 * 4 * 16], k[134 * 2 * 16], v[134 * 2 * 16], obuf[8 * 4 * 16];
@@ -611,7 +610,7 @@ static nsa_status vrun(const vcall *c)
     do {                                                                                       \
         vcall_init(c);                                                                         \
         mutation;                                                                              \
-        expect_error(vrun(c), status, text);                                                   \
+        test_expect_error(vrun(c), status, text);                                              \
     } while (0)
 
 static void validation_errors(void **state)
@@ -623,99 +622,149 @@ static void validation_errors(void **state)
     c->p.validation = NSA_VALIDATE_STRICT;
     assert_int_equal(vrun(c), NSA_SUCCESS);
 
-    expect_error(nsa_compress_attention(NULL, NULL, &c->key, &c->value, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, NULL, &c->key, &c->value, NULL, NULL, &c->p,
                                         &c->out, &c->topkt, &c->smaxt, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "query must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, NULL, &c->value, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, NULL, &c->value, NULL, NULL, &c->p,
                                         &c->out, &c->topkt, &c->smaxt, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "key must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, &c->key, NULL, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, &c->key, NULL, NULL, NULL, &c->p,
                                         &c->out, &c->topkt, &c->smaxt, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "value must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, NULL,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, NULL,
                                         &c->out, &c->topkt, &c->smaxt, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "params must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
                                         NULL, &c->topkt, &c->smaxt, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "attention_out must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
                                         &c->out, NULL, &c->smaxt, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "topk_indices must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
                                         &c->out, &c->topkt, NULL, &c->ssumt),
                  NSA_ERR_NULL_POINTER, "softmax_max must not be NULL");
-    expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
+    test_expect_error(nsa_compress_attention(NULL, &c->query, &c->key, &c->value, NULL, NULL, &c->p,
                                         &c->out, &c->topkt, &c->smaxt, NULL),
                  NSA_ERR_NULL_POINTER, "softmax_sum must not be NULL");
 
     /* tensors */
-    EXPECT(c->key.dtype = NSA_DTYPE_BF16, NSA_ERR_INVALID_ARGUMENT, "query, key and value must have one dtype");
+    EXPECT(c->key.dtype = NSA_DTYPE_BF16, NSA_ERR_INVALID_ARGUMENT,
+           "query, key and value must have one dtype");
     EXPECT(c->query.ndim = 2, NSA_ERR_INVALID_ARGUMENT, "query must have 3 dimensions");
     EXPECT(c->value.dtype = NSA_DTYPE_I8, NSA_ERR_INVALID_ARGUMENT, "value dtype must be one of");
     /* heads */
     EXPECT(c->p.head_num = 0, NSA_ERR_INVALID_ARGUMENT, "head_num must be >= 1, got 0");
-    EXPECT(c->p.head_num = 3, NSA_ERR_INVALID_ARGUMENT, "head_num (3) must equal query.shape[1] (4)");
-    EXPECT((c->key.shape[1] = 3, c->value.shape[1] = 3), NSA_ERR_INVALID_ARGUMENT, "must be a multiple of key heads N2 (3)");
-    EXPECT((c->key.shape[1] = 0, c->value.shape[1] = 0), NSA_ERR_INVALID_ARGUMENT, "key.shape[1] (N2) must be >= 1");
+    EXPECT(c->p.head_num = 3, NSA_ERR_INVALID_ARGUMENT,
+           "head_num (3) must equal query.shape[1] (4)");
+    EXPECT((c->key.shape[1] = 3, c->value.shape[1] = 3), NSA_ERR_INVALID_ARGUMENT,
+           "must be a multiple of key heads N2 (3)");
+    EXPECT((c->key.shape[1] = 0, c->value.shape[1] = 0), NSA_ERR_INVALID_ARGUMENT,
+           "key.shape[1] (N2) must be >= 1");
     EXPECT((c->query.shape[1] = 6, c->query.stride[1] = 0, c->p.head_num = 6, c->key.shape[1] = 1),
            NSA_ERR_INVALID_ARGUMENT, "power of two <= 64");
-    EXPECT((c->query.shape[1] = 128, c->query.stride[1] = 0, c->p.head_num = 128, c->key.shape[1] = 1),
+    EXPECT((c->query.shape[1] = 128, c->query.stride[1] = 0, c->p.head_num = 128,
+            c->key.shape[1] = 1),
            NSA_ERR_INVALID_ARGUMENT, "power of two <= 64 (the kernel's pairwise GQA sum), got 128");
     /* head dims */
-    EXPECT((c->query.shape[2] = 800, c->query.stride[2] = 0), NSA_ERR_INVALID_ARGUMENT, "query.shape[2] (D) must be in [1, 768], got 800");
+    EXPECT((c->query.shape[2] = 800, c->query.stride[2] = 0), NSA_ERR_INVALID_ARGUMENT,
+           "query.shape[2] (D) must be in [1, 768], got 800");
     EXPECT(c->key.shape[2] = 8, NSA_ERR_INVALID_ARGUMENT, "key.shape[2] must be query.shape[2]");
-    EXPECT(c->value.shape[0] = 100, NSA_ERR_INVALID_ARGUMENT, "value.shape[0] must be key.shape[0]");
-    EXPECT((c->value.shape[2] = 32, c->value.stride[2] = 0), NSA_ERR_INVALID_ARGUMENT, "value.shape[2] (D2) must be in [1, D = 16], got 32");
+    EXPECT(c->value.shape[0] = 100, NSA_ERR_INVALID_ARGUMENT,
+           "value.shape[0] must be key.shape[0]");
+    EXPECT((c->value.shape[2] = 32, c->value.stride[2] = 0), NSA_ERR_INVALID_ARGUMENT,
+           "value.shape[2] (D2) must be in [1, D = 16], got 32");
     /* block parameters */
-    EXPECT(c->p.compress_block_size = 40, NSA_ERR_INVALID_ARGUMENT, "compress_block_size must be a multiple of 16 in [16, 128], got 40");
-    EXPECT(c->p.compress_block_size = 144, NSA_ERR_INVALID_ARGUMENT, "compress_block_size must be a multiple of 16 in [16, 128], got 144");
-    EXPECT(c->p.compress_stride = 80, NSA_ERR_INVALID_ARGUMENT, "compress_stride must be a multiple of 16 in [16, 64], got 80");
-    EXPECT(c->p.compress_stride = 0, NSA_ERR_INVALID_ARGUMENT, "compress_stride must be a multiple of 16 in [16, 64], got 0");
-    EXPECT(c->p.select_block_size = 20, NSA_ERR_INVALID_ARGUMENT, "select_block_size must be a multiple of 16 in [16, 128], got 20");
-    EXPECT(c->p.select_block_size = 144, NSA_ERR_INVALID_ARGUMENT, "select_block_size must be a multiple of 16 in [16, 128], got 144");
-    EXPECT((c->p.compress_block_size = 16, c->p.compress_stride = 32), NSA_ERR_INVALID_ARGUMENT, "compress_block_size (16) must be >= compress_stride (32)");
-    EXPECT(c->p.compress_block_size = 128, NSA_ERR_INVALID_ARGUMENT, "select_block_size (64) must be >= compress_block_size (128)");
-    EXPECT((c->p.select_block_size = 80, c->p.compress_stride = 32), NSA_ERR_INVALID_ARGUMENT, "select_block_size (80) must be a multiple of compress_stride (32)");
-    EXPECT(c->p.select_block_count = 0, NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got 0");
-    EXPECT(c->p.select_block_count = 33, NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got 33");
+    EXPECT(c->p.compress_block_size = 40, NSA_ERR_INVALID_ARGUMENT,
+           "compress_block_size must be a multiple of 16 in [16, 128], got 40");
+    EXPECT(c->p.compress_block_size = 144, NSA_ERR_INVALID_ARGUMENT,
+           "compress_block_size must be a multiple of 16 in [16, 128], got 144");
+    EXPECT(c->p.compress_stride = 80, NSA_ERR_INVALID_ARGUMENT,
+           "compress_stride must be a multiple of 16 in [16, 64], got 80");
+    EXPECT(c->p.compress_stride = 0, NSA_ERR_INVALID_ARGUMENT,
+           "compress_stride must be a multiple of 16 in [16, 64], got 0");
+    EXPECT(c->p.select_block_size = 20, NSA_ERR_INVALID_ARGUMENT,
+           "select_block_size must be a multiple of 16 in [16, 128], got 20");
+    EXPECT(c->p.select_block_size = 144, NSA_ERR_INVALID_ARGUMENT,
+           "select_block_size must be a multiple of 16 in [16, 128], got 144");
+    EXPECT((c->p.compress_block_size = 16, c->p.compress_stride = 32), NSA_ERR_INVALID_ARGUMENT,
+           "compress_block_size (16) must be >= compress_stride (32)");
+    EXPECT(c->p.compress_block_size = 128, NSA_ERR_INVALID_ARGUMENT,
+           "select_block_size (64) must be >= compress_block_size (128)");
+    EXPECT((c->p.select_block_size = 80, c->p.compress_stride = 32), NSA_ERR_INVALID_ARGUMENT,
+           "select_block_size (80) must be a multiple of compress_stride (32)");
+    EXPECT(c->p.select_block_count = 0, NSA_ERR_INVALID_ARGUMENT,
+           "select_block_count must be in [1, 32], got 0");
+    EXPECT(c->p.select_block_count = 33, NSA_ERR_INVALID_ARGUMENT,
+           "select_block_count must be in [1, 32], got 33");
     /* sequence arrays */
     EXPECT(c->p.actual_seq_qlen = NULL, NSA_ERR_NULL_POINTER, "actual_seq_qlen must not be NULL");
-    EXPECT(c->p.actual_cmp_seq_kvlen = NULL, NSA_ERR_NULL_POINTER, "actual_cmp_seq_kvlen must not be NULL");
-    EXPECT(c->p.actual_seq_qlen_count = 0, NSA_ERR_INVALID_ARGUMENT, "actual_seq_qlen_count must be >= 1");
-    EXPECT(c->p.actual_cmp_seq_kvlen_count = 1, NSA_ERR_INVALID_ARGUMENT, "actual_cmp_seq_kvlen_count (1) must equal actual_seq_qlen_count (2)");
+    EXPECT(c->p.actual_cmp_seq_kvlen = NULL, NSA_ERR_NULL_POINTER,
+           "actual_cmp_seq_kvlen must not be NULL");
+    EXPECT(c->p.actual_seq_qlen_count = 0, NSA_ERR_INVALID_ARGUMENT,
+           "actual_seq_qlen_count must be >= 1");
+    EXPECT(c->p.actual_cmp_seq_kvlen_count = 1, NSA_ERR_INVALID_ARGUMENT,
+           "actual_cmp_seq_kvlen_count (1) must equal actual_seq_qlen_count (2)");
     EXPECT(c->qlen[0] = 9, NSA_ERR_INVALID_ARGUMENT, "actual_seq_qlen must be non-decreasing");
-    EXPECT(c->qlen[1] = 7, NSA_ERR_INVALID_ARGUMENT, "actual_seq_qlen[1] (the last) must equal query.shape[0] (8), got 7");
-    EXPECT(c->kvlen[1] = 130, NSA_ERR_INVALID_ARGUMENT, "actual_cmp_seq_kvlen[1] (the last) must equal key.shape[0] (134), got 130");
-    EXPECT(c->kvlen[0] = 200, NSA_ERR_INVALID_ARGUMENT, "actual_cmp_seq_kvlen must be non-decreasing");
-    EXPECT(c->p.actual_sel_seq_kvlen_count = 1, NSA_ERR_INVALID_ARGUMENT, "actual_sel_seq_kvlen_count (1) must equal actual_seq_qlen_count (2)");
-    EXPECT(c->sellen[1] = 35, NSA_ERR_INVALID_ARGUMENT, "actual_sel_seq_kvlen: batch 1 has 19 selection blocks, must be ceil(compressed length 70");
-    EXPECT((c->kvlen[0] = 40, c->sellen[0] = 10), NSA_ERR_INVALID_ARGUMENT, "select_block_count (16) must be <= the selection blocks of every batch; batch 0 has ceil(40 / 4) = 10");
+    EXPECT(c->qlen[1] = 7, NSA_ERR_INVALID_ARGUMENT,
+           "actual_seq_qlen[1] (the last) must equal query.shape[0] (8), got 7");
+    EXPECT(c->kvlen[1] = 130, NSA_ERR_INVALID_ARGUMENT,
+           "actual_cmp_seq_kvlen[1] (the last) must equal key.shape[0] (134), got 130");
+    EXPECT(c->kvlen[0] = 200, NSA_ERR_INVALID_ARGUMENT,
+           "actual_cmp_seq_kvlen must be non-decreasing");
+    EXPECT(c->p.actual_sel_seq_kvlen_count = 1, NSA_ERR_INVALID_ARGUMENT,
+           "actual_sel_seq_kvlen_count (1) must equal actual_seq_qlen_count (2)");
+    EXPECT(c->sellen[1] = 35, NSA_ERR_INVALID_ARGUMENT,
+           "actual_sel_seq_kvlen: batch 1 has 19 selection blocks, must be ceil(compressed length "
+           "70");
+    EXPECT((c->kvlen[0] = 40, c->sellen[0] = 10), NSA_ERR_INVALID_ARGUMENT,
+           "select_block_count (16) must be <= the selection blocks of every batch; batch 0 has "
+           "ceil(40 / 4) = 10");
     /* masks */
-    EXPECT(c->amask.shape[1] = 64, NSA_ERR_INVALID_ARGUMENT, "atten_mask.shape[1] must be max compressed kv length maxS2 (70), got 64");
-    EXPECT(c->amask.shape[0] = 4, NSA_ERR_INVALID_ARGUMENT, "atten_mask.shape[0] must be max query length maxS1 (5), got 4");
-    EXPECT(c->amask.dtype = NSA_DTYPE_F32, NSA_ERR_INVALID_ARGUMENT, "atten_mask dtype must be one of");
+    EXPECT(c->amask.shape[1] = 64, NSA_ERR_INVALID_ARGUMENT,
+           "atten_mask.shape[1] must be max compressed kv length maxS2 (70), got 64");
+    EXPECT(c->amask.shape[0] = 4, NSA_ERR_INVALID_ARGUMENT,
+           "atten_mask.shape[0] must be max query length maxS1 (5), got 4");
+    EXPECT(c->amask.dtype = NSA_DTYPE_F32, NSA_ERR_INVALID_ARGUMENT,
+           "atten_mask dtype must be one of");
     EXPECT(c->amask.ndim = 3, NSA_ERR_INVALID_ARGUMENT, "atten_mask must have 2 dimensions");
-    EXPECT(c->tmask.shape[1] = 17, NSA_ERR_INVALID_ARGUMENT, "topk_mask.shape[1] must be ceil(maxS2 / (select_block_size / compress_stride)) (18), got 17");
-    EXPECT(c->tmask.dtype = NSA_DTYPE_I32, NSA_ERR_INVALID_ARGUMENT, "topk_mask dtype must be one of");
+    EXPECT(c->tmask.shape[1] = 17, NSA_ERR_INVALID_ARGUMENT,
+           "topk_mask.shape[1] must be ceil(maxS2 / (select_block_size / compress_stride)) (18), "
+           "got 17");
+    EXPECT(c->tmask.dtype = NSA_DTYPE_I32, NSA_ERR_INVALID_ARGUMENT,
+           "topk_mask dtype must be one of");
     /* outputs */
-    EXPECT(c->out.shape[2] = 8, NSA_ERR_INVALID_ARGUMENT, "attention_out.shape[2] must be value.shape[2] (16), got 8");
-    EXPECT(c->out.dtype = NSA_DTYPE_I32, NSA_ERR_INVALID_ARGUMENT, "attention_out dtype must be one of");
-    EXPECT(c->topkt.dtype = NSA_DTYPE_I64, NSA_ERR_INVALID_ARGUMENT, "topk_indices dtype must be one of");
-    EXPECT(c->topkt.shape[2] = 8, NSA_ERR_INVALID_ARGUMENT, "topk_indices.shape[2] must be select_block_count (16), got 8");
-    EXPECT(c->topkt.shape[1] = 1, NSA_ERR_INVALID_ARGUMENT, "topk_indices.shape[1] must be key.shape[1] (2), got 1");
-    EXPECT(c->smaxt.shape[2] = 4, NSA_ERR_INVALID_ARGUMENT, "softmax_max.shape[2] must be 8 (8), got 4");
-    EXPECT(c->ssumt.dtype = NSA_DTYPE_F16, NSA_ERR_INVALID_ARGUMENT, "softmax_sum dtype must be one of");
-    EXPECT(c->ssumt.shape[0] = 9, NSA_ERR_INVALID_ARGUMENT, "softmax_sum.shape[0] must be query.shape[0] (8), got 9");
-    EXPECT(c->ssumt.data = c->smax, NSA_ERR_INVALID_ARGUMENT, "softmax_max must not overlap softmax_sum");
+    EXPECT(c->out.shape[2] = 8, NSA_ERR_INVALID_ARGUMENT,
+           "attention_out.shape[2] must be value.shape[2] (16), got 8");
+    EXPECT(c->out.dtype = NSA_DTYPE_I32, NSA_ERR_INVALID_ARGUMENT,
+           "attention_out dtype must be one of");
+    EXPECT(c->topkt.dtype = NSA_DTYPE_I64, NSA_ERR_INVALID_ARGUMENT,
+           "topk_indices dtype must be one of");
+    EXPECT(c->topkt.shape[2] = 8, NSA_ERR_INVALID_ARGUMENT,
+           "topk_indices.shape[2] must be select_block_count (16), got 8");
+    EXPECT(c->topkt.shape[1] = 1, NSA_ERR_INVALID_ARGUMENT,
+           "topk_indices.shape[1] must be key.shape[1] (2), got 1");
+    EXPECT(c->smaxt.shape[2] = 4, NSA_ERR_INVALID_ARGUMENT,
+           "softmax_max.shape[2] must be 8 (8), got 4");
+    EXPECT(c->ssumt.dtype = NSA_DTYPE_F16, NSA_ERR_INVALID_ARGUMENT,
+           "softmax_sum dtype must be one of");
+    EXPECT(c->ssumt.shape[0] = 9, NSA_ERR_INVALID_ARGUMENT,
+           "softmax_sum.shape[0] must be query.shape[0] (8), got 9");
+    EXPECT(c->ssumt.data = c->smax, NSA_ERR_INVALID_ARGUMENT,
+           "softmax_max must not overlap softmax_sum");
     EXPECT(c->out.data = c->q, NSA_ERR_INVALID_ARGUMENT, "attention_out must not overlap query");
     /* strict level: Ascend-only limits */
-    EXPECT((c->p.validation = NSA_VALIDATE_STRICT, c->query.dtype = c->key.dtype = c->value.dtype = NSA_DTYPE_F32,
+    EXPECT((c->p.validation = NSA_VALIDATE_STRICT,
+            c->query.dtype = c->key.dtype = c->value.dtype = NSA_DTYPE_F32,
             c->query.shape[2] = c->key.shape[2] = c->value.shape[2] = c->out.shape[2] = 8),
            NSA_ERR_UNSUPPORTED, "query dtype must be f16 or bf16 under strict validation");
     EXPECT((c->p.validation = NSA_VALIDATE_STRICT, c->value.shape[2] = c->out.shape[2] = 8),
-           NSA_ERR_UNSUPPORTED, "head dims must be multiples of 16 under strict validation, got D = 16, D2 = 8");
-    EXPECT((c->p.validation = NSA_VALIDATE_STRICT, c->p.select_block_count = 8, c->topkt.shape[2] = 8),
-           NSA_ERR_UNSUPPORTED, "strict validation supports only compress_block_size 32, compress_stride 16, select_block_size 64, select_block_count 16; got 32, 16, 64, 8");
+           NSA_ERR_UNSUPPORTED,
+           "head dims must be multiples of 16 under strict validation, got D = 16, D2 = 8");
+    EXPECT((c->p.validation = NSA_VALIDATE_STRICT, c->p.select_block_count = 8,
+            c->topkt.shape[2] = 8),
+           NSA_ERR_UNSUPPORTED,
+           "strict validation supports only compress_block_size 32, compress_stride 16, "
+           "select_block_size 64, select_block_count 16; got 32, 16, 64, 8");
     {
         /* 14001 compressed keys: broadcast K/V rows (stride 0) keep the buffers small */
         vcall_init(c);
@@ -729,14 +778,16 @@ static void validation_errors(void **state)
         c->amask.stride[1] = 0;
         c->tmask.shape[1] = (14001 + 3) / 4;
         c->tmask.stride[0] = c->tmask.stride[1] = 0;
-        expect_error(vrun(c), NSA_ERR_UNSUPPORTED, "batch 1 has 14001 compressed keys; strict validation allows at most 14000");
+        test_expect_error(vrun(c), NSA_ERR_UNSUPPORTED,
+               "batch 1 has 14001 compressed keys; strict validation allows at most 14000");
         c->p.validation = NSA_VALIDATE_DEFAULT;
         assert_int_equal(vrun(c), NSA_SUCCESS);
     }
     /* no query rows at all: success, nothing written */
     vcall_init(c);
     c->qlen[0] = c->qlen[1] = 0;
-    c->query.shape[0] = c->out.shape[0] = c->topkt.shape[0] = c->smaxt.shape[0] = c->ssumt.shape[0] = 0;
+    c->query.shape[0] = c->out.shape[0] = c->topkt.shape[0] = 0;
+    c->smaxt.shape[0] = c->ssumt.shape[0] = 0;
     c->amask.shape[0] = c->tmask.shape[0] = 0;
     assert_int_equal(vrun(c), NSA_SUCCESS);
     free(c);
@@ -756,7 +807,7 @@ static void caller_workspace(void **state)
     assert_int_equal(nsa_context_create(&cfg, &ctx), NSA_SUCCESS);
     assert_int_equal(nsa_compress_attention_workspace_size(ctx, &c->query, &c->key, &c->value,
                                                            &c->p, &size), NSA_SUCCESS);
-    buf = malloc(size);
+    assert_int_equal(posix_memalign(&buf, 64, size), 0); /* workspaces are 64-byte aligned */
     assert_int_equal(nsa_context_set_workspace(ctx, buf, size), NSA_SUCCESS);
     assert_int_equal(nsa_compress_attention(ctx, &c->query, &c->key, &c->value, &c->amask,
                                             &c->tmask, &c->p, &c->out, &c->topkt, &c->smaxt,
