@@ -7,7 +7,14 @@
  * run batches tokens only when that is exact, because every row of a tile sees the same
  * blocks). The tile's KV blocks are the k selected blocks, pointing straight into the strided
  * key / value tensors, so the cost is T1 * k * l' whatever T2 is. The causal cut is the
- * kernel's mask hook, called only on blocks reaching past the run's first query position. */
+ * kernel's mask hook, called only on blocks reaching past the run's first query position.
+ *
+ * f16 / bf16 (or channel-strided) keys and values must be widened to fp32 for the GEMMs. A
+ * token's k blocks are mostly the blocks its neighbours chose too (the first block, the local
+ * blocks, and nearby tokens rank blocks alike), so each task keeps the blocks it converted
+ * last in a small cache and hands them to the kernel as fp32 rows; a hit skips the
+ * conversion. The kernel sees the same fp32 values either way, so results do not depend on
+ * hits (nor on the thread count). */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -24,8 +31,18 @@
 #define SELECT_TILE_ROWS NSA_ATTN_Q_TILE
 /* Statistics are written this many times per row (one 32-byte block on Ascend). */
 #define SELECT_STAT_COPIES 8
-/* Sanity bound on head dims: keeps every kernel size in int32 with room to spare. */
+/* Converted-block cache of one task: about this many bytes, at least k and at most 2k
+ * blocks (all k blocks of a tile must be resident together); not used when k blocks would
+ * exceed the upper bound. */
+#define SELECT_CACHE_BYTES ((size_t)2 << 20)
+#define SELECT_CACHE_MAX_BYTES ((size_t)64 << 20)
+/* Work items span up to this many tiles of tokens (cache locality), fewer when that leaves
+ * under ~64 items; the split depends only on shapes, never on the thread count. */
+#define SELECT_ITEM_TILES 16
+#define SELECT_MIN_ITEMS 64
+/* Sanity bounds on head dims and head counts: keep every kernel size in int32. */
 #define SELECT_MAX_HEAD_DIM 65536
+#define SELECT_MAX_HEADS 65536
 
 /* Vendor limits only the strict level enforces (nsa-research.md §4.7). */
 #define STRICT_BLOCK_SIZE 64
@@ -52,9 +69,11 @@ typedef struct select_plan {
     int64_t one_q, one_kv;         /* the single batch when no arrays were given */
     float scale;
     int causal;
-    int64_t tokens_per_tile; /* tokens a work item covers (and a tile holds at most) */
+    int64_t tokens_per_tile; /* most tokens a tile holds */
+    int64_t item_tokens;     /* tokens of one work item (a multiple of tokens_per_tile) */
     int32_t rows_max;        /* query rows of the largest tile */
     int64_t items;           /* work items: kv heads x token chunks */
+    int32_t cache_slots;     /* converted-block cache slots per task; 0 = no cache */
     size_t ntasks;           /* parallel tasks, one scratch each */
     size_t task_bytes;       /* scratch of one task */
 } select_plan;
@@ -92,9 +111,12 @@ static nsa_status check_inplace_rows(const nsa_tensor *t, const char *name, int6
 
 static nsa_status check_params(const nsa_select_attention_params *p)
 {
-    if (p->select_block_size < 16 || p->select_block_size > 128 || p->select_block_size % 16)
+    if (p->select_block_size % 16)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "select_block_size must be a multiple of 16 in [16, 128], got %lld",
+                         "select_block_size must be a multiple of 16, got %lld",
+                         (long long)p->select_block_size);
+    if (p->select_block_size < 16 || p->select_block_size > 128)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got %lld",
                          (long long)p->select_block_size);
     if (p->select_block_count < 1 || p->select_block_count > 32)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got %lld",
@@ -223,18 +245,44 @@ static nsa_status check_strict(const nsa_tensor *query, const nsa_tensor *attent
     return NSA_SUCCESS;
 }
 
-/* Work split and scratch sizes. */
-static nsa_status size_work(nsa_context *ctx, select_plan *pl)
+/* Bytes of one cached block (fp32 keys and values). */
+static size_t cache_slot_bytes(const select_plan *pl)
 {
-    size_t bytes = 0, threads, total;
-    int64_t chunks;
+    return nsa_align64((size_t)(pl->block_size * pl->d) * sizeof(float)) +
+           nsa_align64((size_t)(pl->block_size * pl->dv) * sizeof(float));
+}
+
+/* Work split and scratch sizes. */
+static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_tensor *value,
+                            select_plan *pl)
+{
+    size_t bytes = 0, threads, total, slot_bytes = cache_slot_bytes(pl);
+    int64_t tiles, per_item, chunks;
     pl->tokens_per_tile = pl->group >= SELECT_TILE_ROWS ? 1 : SELECT_TILE_ROWS / pl->group;
     pl->rows_max = (int32_t)(pl->tokens_per_tile * pl->group);
-    chunks = (pl->t1 + pl->tokens_per_tile - 1) / pl->tokens_per_tile;
+    tiles = (pl->t1 + pl->tokens_per_tile - 1) / pl->tokens_per_tile;
+    per_item = tiles * pl->n2 / SELECT_MIN_ITEMS;
+    per_item = per_item < 1 ? 1 : per_item > SELECT_ITEM_TILES ? SELECT_ITEM_TILES : per_item;
+    pl->item_tokens = per_item * pl->tokens_per_tile;
+    chunks = (pl->t1 + pl->item_tokens - 1) / pl->item_tokens;
     pl->items = chunks * pl->n2;
     threads = (size_t)nsa_context_num_threads(ctx);
     pl->ntasks = (size_t)pl->items < threads ? (size_t)pl->items : threads;
-    if (!nsa_add_size(bytes,
+
+    pl->cache_slots = 0;
+    if ((key->dtype != NSA_DTYPE_F32 || key->stride[2] != 1 || value->stride[2] != 1) &&
+        slot_bytes * (size_t)pl->block_count <= SELECT_CACHE_MAX_BYTES) {
+        size_t slots = SELECT_CACHE_BYTES / slot_bytes;
+        if (slots < (size_t)pl->block_count)
+            slots = (size_t)pl->block_count;
+        if (slots > 2 * (size_t)pl->block_count)
+            slots = 2 * (size_t)pl->block_count;
+        pl->cache_slots = (int32_t)slots;
+    }
+    if (!nsa_add_size(bytes, slot_bytes * (size_t)pl->cache_slots, &bytes) ||
+        !nsa_add_size(bytes, 2 * nsa_align64((size_t)pl->cache_slots * sizeof(int64_t)),
+                      &bytes) ||
+        !nsa_add_size(bytes,
                       nsa_attn_scratch_size(pl->rows_max, (int32_t)pl->d, (int32_t)pl->dv,
                                             (int32_t)pl->block_size),
                       &bytes) ||
@@ -289,6 +337,9 @@ static nsa_status check_inputs(nsa_context *ctx, const nsa_tensor *query, const 
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "head_num must equal query.shape[1] (%lld) (or be 0), got %lld",
                          (long long)pl->n1, (long long)p->head_num);
+    if (pl->n1 > SELECT_MAX_HEADS)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "query.shape[1] (N1) must be <= %d, got %lld",
+                         SELECT_MAX_HEADS, (long long)pl->n1);
     if (pl->n1 < 1 || pl->n1 % pl->n2)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "head_num (query.shape[1] = %lld) must be a positive multiple of "
@@ -310,7 +361,7 @@ static nsa_status check_inputs(nsa_context *ctx, const nsa_tensor *query, const 
         return st;
     pl->scale = (float)p->scale_value;
     pl->causal = p->sparse_mode == 2;
-    return size_work(nsa_context_resolve(ctx), pl);
+    return size_work(nsa_context_resolve(ctx), key, value, pl);
 }
 
 static nsa_status check_outputs(const nsa_tensor *query, const nsa_tensor *key,
@@ -407,8 +458,18 @@ typedef struct select_run {
     char *workspace;
 } select_run;
 
+/* Blocks a task converted to fp32 lately (see the file comment). */
+typedef struct block_cache {
+    int32_t slots;
+    int64_t tick;  /* counts tiles */
+    int64_t *tag;  /* kv head * T2 + first key row of the block a slot holds; -1 = empty */
+    int64_t *used; /* tick of the last tile that used the slot */
+    char *data;    /* slot i: keys [l'][D] then values [l'][Dv], fp32 */
+} block_cache;
+
 /* One task's scratch, carved from its share of the workspace. */
 typedef struct select_scratch {
+    block_cache cache;
     void *kernel;
     nsa_kv_block *blocks;
     const void **q_rows;
@@ -421,6 +482,19 @@ static select_scratch carve_scratch(const select_plan *pl, char *base)
 {
     select_scratch s;
     char *p = base;
+    int32_t i;
+    s.cache.slots = pl->cache_slots;
+    s.cache.tick = 0;
+    s.cache.data = p;
+    p += cache_slot_bytes(pl) * (size_t)pl->cache_slots;
+    s.cache.tag = (int64_t *)(void *)p;
+    p += nsa_align64((size_t)pl->cache_slots * sizeof(int64_t));
+    s.cache.used = (int64_t *)(void *)p;
+    p += nsa_align64((size_t)pl->cache_slots * sizeof(int64_t));
+    for (i = 0; i < pl->cache_slots; i++) {
+        s.cache.tag[i] = -1;
+        s.cache.used[i] = 0;
+    }
     s.kernel = p;
     p += nsa_attn_scratch_size(pl->rows_max, (int32_t)pl->d, (int32_t)pl->dv,
                                (int32_t)pl->block_size);
@@ -469,6 +543,59 @@ static int same_topk_row(const nsa_tensor *topk, int64_t ta, int64_t tb, int64_t
     return 1;
 }
 
+/* Widen `rows` rows of `width` channels (row stride rs, channel stride cs, elements) to
+ * contiguous fp32; one call when the rows are contiguous themselves. */
+static void widen_rows(const void *src, nsa_dtype dt, int64_t rs, int64_t cs, int64_t rows,
+                       int64_t width, float *dst)
+{
+    const size_t es = nsa_dtype_size(dt);
+    int64_t j;
+    if (cs == 1 && rs == width) {
+        nsa_load_f32(src, dt, 1, dst, rows * width);
+        return;
+    }
+    for (j = 0; j < rows; j++)
+        nsa_load_f32((const char *)src + (size_t)(j * rs) * es, dt, cs, dst + j * width, width);
+}
+
+/* Point `blk` at the fp32 copy of the block whose first key is global row `row` of kv head
+ * n2, converting it into the least recently used slot on a miss. Slots used by the current
+ * tile (used == tick) are never evicted: there are at least k slots. */
+static void cached_block(const select_run *run, block_cache *cache, int64_t n2, int64_t row,
+                         nsa_kv_block *blk)
+{
+    const select_plan *pl = run->pl;
+    const nsa_tensor *k = run->key, *v = run->value;
+    const int64_t tag = n2 * pl->t2 + row;
+    const size_t k_bytes = nsa_align64((size_t)(pl->block_size * pl->d) * sizeof(float));
+    int32_t i, slot = -1, victim = 0;
+    char *data;
+    for (i = 0; i < cache->slots; i++) {
+        if (cache->tag[i] == tag) {
+            slot = i;
+            break;
+        }
+        if (cache->used[i] < cache->used[victim])
+            victim = i;
+    }
+    data = cache->data + (size_t)(slot >= 0 ? slot : victim) * cache_slot_bytes(pl);
+    if (slot < 0) {
+        slot = victim;
+        cache->tag[slot] = tag;
+        widen_rows(nsa_tensor_at(k, nsa_tensor_offset(k, row, n2, 0, 0)), k->dtype, k->stride[0],
+                   k->stride[2], pl->block_size, pl->d, (float *)(void *)data);
+        widen_rows(nsa_tensor_at(v, nsa_tensor_offset(v, row, n2, 0, 0)), v->dtype, v->stride[0],
+                   v->stride[2], pl->block_size, pl->dv, (float *)(void *)(data + k_bytes));
+    }
+    cache->used[slot] = cache->tick;
+    blk->k = data;
+    blk->v = data + k_bytes;
+    blk->k_row_stride = pl->d;
+    blk->k_col_stride = 1;
+    blk->v_row_stride = pl->dv;
+    blk->v_col_stride = 1;
+}
+
 /* Write the 8 copies of a row statistic. */
 static void store_stat(const nsa_tensor *t, int64_t tok, int64_t h, float value)
 {
@@ -498,15 +625,20 @@ static void run_tile(const select_run *run, select_scratch *sc, int64_t b, int64
             sc->q_rows[r] = nsa_tensor_at(q, nsa_tensor_offset(q, t, h, 0, 0));
             sc->o_rows[r] = nsa_tensor_at(o, nsa_tensor_offset(o, t, h, 0, 0));
         }
+    sc->cache.tick++;
     for (c = 0; c < pl->block_count; c++) {
         nsa_kv_block *blk = &sc->blocks[c];
         const int64_t first = (int64_t)topk_at(run->topk, t0, n2, c) * pl->block_size;
-        blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kv_base + first, n2, 0, 0));
-        blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kv_base + first, n2, 0, 0));
-        blk->k_row_stride = k->stride[0];
-        blk->k_col_stride = k->stride[2];
-        blk->v_row_stride = v->stride[0];
-        blk->v_col_stride = v->stride[2];
+        if (sc->cache.slots > 0) {
+            cached_block(run, &sc->cache, n2, kv_base + first, blk);
+        } else {
+            blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kv_base + first, n2, 0, 0));
+            blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kv_base + first, n2, 0, 0));
+            blk->k_row_stride = k->stride[0];
+            blk->k_col_stride = k->stride[2];
+            blk->v_row_stride = v->stride[0];
+            blk->v_col_stride = v->stride[2];
+        }
         blk->kv_start = first;
         blk->len = (int32_t)pl->block_size;
         /* only blocks reaching past the first token's position need the cut */
@@ -521,7 +653,7 @@ static void run_tile(const select_run *run, select_scratch *sc, int64_t b, int64
     tile.d = (int32_t)pl->d;
     tile.dv = (int32_t)pl->dv;
     tile.scale = pl->scale;
-    tile.kv_dtype = k->dtype;
+    tile.kv_dtype = sc->cache.slots > 0 ? NSA_DTYPE_F32 : k->dtype;
     tile.blocks = sc->blocks;
     tile.nblocks = (int32_t)pl->block_count;
     tile.kv_chunk = (int32_t)pl->block_size;
@@ -551,8 +683,8 @@ static void run_tile(const select_run *run, select_scratch *sc, int64_t b, int64
         }
 }
 
-/* Work item: kv head n2, tokens [t_begin, t_end); split into runs of identical topk rows
- * that stay inside one batch. */
+/* Work item: kv head n2, tokens [t_begin, t_end); split into runs of at most
+ * tokens_per_tile tokens with identical topk rows inside one batch. */
 static void run_item(const select_run *run, select_scratch *sc, int64_t n2, int64_t t_begin,
                      int64_t t_end)
 {
@@ -570,6 +702,8 @@ static void run_item(const select_run *run, select_scratch *sc, int64_t n2, int6
         while (pl->cum_q[lo] <= t)
             lo++;
         limit = pl->cum_q[lo] < t_end ? pl->cum_q[lo] : t_end;
+        if (limit > t + pl->tokens_per_tile)
+            limit = t + pl->tokens_per_tile;
         while (end < limit && same_topk_row(run->topk, t, end, n2, pl->block_count))
             end++;
         run_tile(run, sc, lo, n2, t, end);
@@ -589,9 +723,9 @@ static void select_task(void *arg, size_t task)
         sc.nan_row[i] = NAN;
     for (item = (int64_t)task; item < pl->items; item += (int64_t)pl->ntasks) {
         const int64_t n2 = item / chunks, chunk = item % chunks;
-        const int64_t t_begin = chunk * pl->tokens_per_tile;
+        const int64_t t_begin = chunk * pl->item_tokens;
         const int64_t t_end =
-            t_begin + pl->tokens_per_tile < pl->t1 ? t_begin + pl->tokens_per_tile : pl->t1;
+            t_begin + pl->item_tokens < pl->t1 ? t_begin + pl->item_tokens : pl->t1;
         run_item(run, &sc, n2, t_begin, t_end);
     }
 }

@@ -550,6 +550,50 @@ static void randomized_against_reference(void **state)
     }
 }
 
+/* The worked example of docs/nsa_select.md, value for value. */
+static void docs_worked_example(void **state)
+{
+    float q[4] = {2, 0, 2, 0}, k[64], v[32], out[2], mx[16], sm[16];
+    int32_t topk[4] = {1, 1, 1, 0};
+    const int64_t qs[3] = {2, 1, 2}, ks[3] = {32, 1, 2}, vs[3] = {32, 1, 1};
+    const int64_t tsh[3] = {2, 1, 2}, os[3] = {2, 1, 1}, ss[3] = {2, 1, 8};
+    nsa_tensor tq = nsa_tensor_contiguous(q, NSA_DTYPE_F32, 3, qs);
+    nsa_tensor tk = nsa_tensor_contiguous(k, NSA_DTYPE_F32, 3, ks);
+    nsa_tensor tv = nsa_tensor_contiguous(v, NSA_DTYPE_F32, 3, vs);
+    nsa_tensor tt = nsa_tensor_contiguous(topk, NSA_DTYPE_I32, 3, tsh);
+    nsa_tensor to = nsa_tensor_contiguous(out, NSA_DTYPE_F32, 3, os);
+    nsa_tensor tm = nsa_tensor_contiguous(mx, NSA_DTYPE_F32, 3, ss);
+    nsa_tensor tsum = nsa_tensor_contiguous(sm, NSA_DTYPE_F32, 3, ss);
+    nsa_select_attention_params p = nsa_select_attention_params_default();
+    const double z = 16.0 + 16.0 / exp(1.0);
+    int i;
+    (void)state;
+    for (i = 0; i < 32; i++) {
+        k[2 * i] = i < 16 ? 1.0f : 0.0f;
+        k[2 * i + 1] = i < 16 ? 0.0f : 1.0f;
+        v[i] = i < 16 ? 1.0f : 3.0f;
+    }
+    p.scale_value = 0.5;
+    p.select_block_size = 16;
+    p.select_block_count = 2;
+    assert_int_equal(nsa_select_attention(NULL, &tq, &tk, &tv, &tt, &p, &to, &tm, &tsum),
+                     NSA_SUCCESS);
+    assert_true(out[0] == 3.0f && mx[0] == 0.0f && sm[0] == 32.0f);
+    assert_true(fabs(mx[8] - 1.0) < 1e-7 && fabs(sm[8] - z) < 1e-5 * z);
+    assert_true(fabs(out[1] - (16.0 + 48.0 / exp(1.0)) / z) < 1e-6);
+    p.sparse_mode = 2;
+    assert_int_equal(nsa_select_attention(NULL, &tq, &tk, &tv, &tt, &p, &to, &tm, &tsum),
+                     NSA_SUCCESS);
+    assert_true(out[0] == 3.0f && mx[0] == -FLT_MAX * 0.5f && sm[0] == 32.0f);
+    assert_true(out[1] == 1.0f && mx[8] == 1.0f && sm[8] == 2.0f);
+    topk[2] = 9;
+    assert_int_equal(nsa_select_attention(NULL, &tq, &tk, &tv, &tt, &p, &to, &tm, &tsum),
+                     NSA_ERR_INVALID_ARGUMENT);
+    assert_string_equal(nsa_last_error(),
+                        "topk_indices[1, 0, 0] = 9 is out of range: batch 0 has 32 keys, so "
+                        "whole blocks of select_block_size 16 are 0..1");
+}
+
 /* ---- reliability ------------------------------------------------------------------------- */
 
 static nsa_status rel_run(void *user, nsa_context *ctx, void *out, size_t out_size)
@@ -714,6 +758,8 @@ static nsa_select_attention_params *fx_break(fixture *fx, int i)
     case 7: p->select_block_size = 20; break;
     case 8: p->select_block_size = 144; break;
     case 9: p->select_block_count = 0; break;
+    case 50: p->select_block_size = 0; break;
+    case 51: fx->q->shape[1] = 65538; fx->q->stride[1] = 0; fx->k->shape[1] = 2; break;
     case 10: p->select_block_count = 33; break;
     case 11: p->sparse_mode = 1; break;
     case 12: p->validation = (nsa_validation)7; break;
@@ -768,8 +814,8 @@ static const error_case error_cases[] = {
     {"value dtype", NSA_ERR_INVALID_ARGUMENT, "value dtype must equal query dtype (f32), got bf16"},
     {"topk dtype", NSA_ERR_INVALID_ARGUMENT, "topk_indices dtype must be one of {i32}, got i64"},
     {"block size 20", NSA_ERR_INVALID_ARGUMENT,
-     "select_block_size must be a multiple of 16 in [16, 128], got 20"},
-    {"block size 144", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be a multiple of 16 in [16, 128], got 144"},
+     "select_block_size must be a multiple of 16, got 20"},
+    {"block size 144", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got 144"},
     {"block count 0", NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got 0"},
     {"block count 33", NSA_ERR_INVALID_ARGUMENT, "select_block_count must be in [1, 32], got 33"},
     {"sparse_mode 1", NSA_ERR_INVALID_ARGUMENT, "sparse_mode must be 0 (no mask) or 2 (top-left causal), got 1"},
@@ -814,6 +860,8 @@ static const error_case error_cases[] = {
     {"query data NULL", NSA_ERR_NULL_POINTER, "query.data must not be NULL"},
     {"topk negative stride", NSA_ERR_INVALID_ARGUMENT, "topk_indices.stride[2] must be >= 0, got -1"},
     {"head_num -1", NSA_ERR_INVALID_ARGUMENT, "head_num must equal query.shape[1] (4) (or be 0), got -1"},
+    {"block size 0", NSA_ERR_INVALID_ARGUMENT, "select_block_size must be in [16, 128], got 0"},
+    {"N1 too large", NSA_ERR_INVALID_ARGUMENT, "query.shape[1] (N1) must be <= 65536, got 65538"},
 };
 
 static void validation_errors(void **state)
@@ -973,6 +1021,7 @@ int main(void)
         cmocka_unit_test(mask_wrapper),
         cmocka_unit_test(optional_outputs_and_empty),
         cmocka_unit_test(randomized_against_reference),
+        cmocka_unit_test(docs_worked_example),
         cmocka_unit_test(thread_counts_bit_identical),
         cmocka_unit_test(concurrent_callers),
         cmocka_unit_test(allocation_failures),
