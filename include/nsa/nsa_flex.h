@@ -322,10 +322,14 @@ NSA_API nsa_status nsa_block_mask_to_string(const nsa_block_mask *mask, int64_t 
 typedef struct nsa_flex_params {
     float scale;         /**< score scale; 0 = 1/sqrt(E) (default) */
     int32_t enable_gqa;  /**< 1 allows Hq a multiple of Hkv (kv head = h / (Hq/Hkv)); default 0 */
+    /** 1 = PyTorch's eager semantics: ignore the block lists and apply the block mask's
+     *  mask_mod to every key (differs from the default only when the lists disagree with the
+     *  mask_mod); default 0 = the compiled kernel's semantics. */
+    int32_t mask_mod_only;
 } nsa_flex_params;
 
-/** Defaults: scale 0 (= 1/sqrt(E)), enable_gqa 0. */
-#define NSA_FLEX_PARAMS_INIT {0.0f, 0}
+/** Defaults: scale 0 (= 1/sqrt(E)), enable_gqa 0, mask_mod_only 0. */
+#define NSA_FLEX_PARAMS_INIT {0.0f, 0, 0}
 
 /** The defaults as a value (NSA_FLEX_PARAMS_INIT). */
 NSA_API nsa_flex_params nsa_flex_params_default(void);

@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* BlockMask: create_block_mask, from_kv_blocks, the q-side transpose, selection, accessors,
  * to_dense, sparsity and to_string, with PyTorch's exact conventions. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* madvise(MADV_HUGEPAGE) */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "flex/flex_internal.h"
 #include "tensor/tensor.h"
@@ -13,6 +19,7 @@ struct nsa_block_mask {
     /* index arrays (int32, contiguous), in nsa_block_mask_array order */
     int32_t *arr[8];
     uint8_t *cls; /* (B, H, nQ, nKV) block classes NSA_BLK_* */
+    void *mem;    /* one allocation holding arr[] and cls */
     nsa_mask_mod *mask_mod;
     int64_t b_offset, h_offset;
 };
@@ -36,15 +43,14 @@ static size_t array_len(const nsa_block_mask_info *in, int which)
 
 void nsa_block_mask_free(nsa_block_mask *bm)
 {
-    int i;
     if (!bm)
         return;
-    for (i = 0; i < 8; i++)
-        free(bm->arr[i]);
-    free(bm->cls);
+    free(bm->mem);
     nsa_mask_mod_free(bm->mask_mod);
     free(bm);
 }
+
+#define HUGE_BYTES ((size_t)2 << 20)
 
 /* Allocate a block mask with info filled in and every array allocated. */
 static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *mask_mod,
@@ -65,13 +71,26 @@ static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *
                          (long long)info->num_q_blocks, (long long)info->num_kv_blocks);
     }
     if (ok) {
+        size_t off[9], bytes = 0;
         bm->info = *info;
-        for (i = 0; i < 8 && ok; i++) {
-            bm->arr[i] = (int32_t *)malloc(array_len(info, i) * sizeof(int32_t));
-            ok = bm->arr[i] != NULL;
+        for (i = 0; i < 9; i++) {
+            off[i] = bytes;
+            bytes += nsa_align64(i < 8 ? array_len(info, i) * sizeof(int32_t)
+                                       : array_len(info, NSA_BM_KV_INDICES));
         }
-        bm->cls = ok ? (uint8_t *)malloc(array_len(info, NSA_BM_KV_INDICES)) : NULL;
-        ok = ok && bm->cls != NULL;
+        /* Large masks (a 131072^2 causal mask holds 16 MB of indices) spend most of their
+         * build time in page faults; 2 MB-aligned memory can use transparent huge pages. */
+        ok = posix_memalign(&bm->mem, bytes >= HUGE_BYTES ? HUGE_BYTES : 64, bytes) == 0;
+        if (!ok)
+            bm->mem = NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (ok && bytes >= HUGE_BYTES)
+            (void)madvise(bm->mem, bytes - bytes % HUGE_BYTES, MADV_HUGEPAGE);
+#endif
+        for (i = 0; ok && i < 8; i++)
+            bm->arr[i] = (int32_t *)(void *)((char *)bm->mem + off[i]);
+        if (ok)
+            bm->cls = (uint8_t *)bm->mem + off[8];
         bm->mask_mod = ok ? (mask_mod ? nsa_mask_mod_clone(mask_mod) : NULL) : NULL;
         if (ok && !bm->mask_mod) {
             nsa_mask_mod *noop = NULL;
@@ -87,21 +106,27 @@ static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *
     return NSA_SUCCESS;
 }
 
-/* PyTorch's _dense_to_ordered on one row: the `n` indices whose flag matches, ascending,
- * then the others ascending (a stable descending argsort). Returns the count. */
-static int32_t ordered_row(const uint8_t *cls, int64_t stride, int64_t n, uint8_t want,
-                           int32_t *idx)
+/* PyTorch's _dense_to_ordered (a stable descending argsort) on one row of classes, for the
+ * partial and the full blocks at once: each list holds the blocks of its class ascending,
+ * then the other blocks ascending. Branch-free: block c goes to slot `got` if it belongs,
+ * else to slot count + (c - got). */
+static void ordered_pair(const uint8_t *cls, int64_t n, int32_t *part_idx, int32_t *part_num,
+                         int32_t *full_idx, int32_t *full_num)
 {
-    int32_t cnt = 0, k;
-    int64_t c;
-    for (c = 0; c < n; c++)
-        if (cls[c * stride] == want)
-            idx[cnt++] = (int32_t)c;
-    k = cnt;
-    for (c = 0; c < n; c++)
-        if (cls[c * stride] != want)
-            idx[k++] = (int32_t)c;
-    return cnt;
+    int64_t c, np = 0, nf = 0, gp = 0, gf = 0;
+    for (c = 0; c < n; c++) {
+        np += cls[c] == NSA_BLK_PARTIAL;
+        nf += cls[c] == NSA_BLK_FULL;
+    }
+    for (c = 0; c < n; c++) {
+        const int64_t ip = cls[c] == NSA_BLK_PARTIAL, jf = cls[c] == NSA_BLK_FULL;
+        part_idx[ip ? gp : np + c - gp] = (int32_t)c;
+        full_idx[jf ? gf : nf + c - gf] = (int32_t)c;
+        gp += ip;
+        gf += jf;
+    }
+    *part_num = (int32_t)np;
+    *full_num = (int32_t)nf;
 }
 
 typedef struct build_job {
@@ -122,50 +147,106 @@ static void build_kv_row(void *arg, size_t i)
         const int64_t b = bh / in->heads, h = bh % in->heads;
         const int64_t q0 = qb * in->q_block;
         const int64_t q1 = (q0 + in->q_block < in->q_len ? q0 + in->q_block : in->q_len) - 1;
-        int64_t kb;
-        for (kb = 0; kb < nk; kb++) {
-            const int64_t k0 = kb * in->kv_block;
-            const int64_t k1 = (k0 + in->kv_block < in->kv_len ? k0 + in->kv_block : in->kv_len) - 1;
-            int c = nsa_mask_mod_classify(bm->mask_mod, b, h, q0, q1, k0, k1);
-            /* PyTorch pads with False: a ragged block is never full */
-            if (c == NSA_BLK_FULL && (q1 - q0 + 1 != in->q_block || k1 - k0 + 1 != in->kv_block))
-                c = NSA_BLK_PARTIAL;
-            cls[kb] = (uint8_t)c;
+        nsa_mask_mod_classify_row(bm->mask_mod, b, h, q0, q1, in->kv_block, in->kv_len, nk,
+                                  cls);
+        /* PyTorch pads with False: a ragged block is never full */
+        if (q1 - q0 + 1 != in->q_block) {
+            int64_t kb;
+            for (kb = 0; kb < nk; kb++)
+                cls[kb] = cls[kb] == NSA_BLK_FULL ? NSA_BLK_PARTIAL : cls[kb];
+        } else if (nk * in->kv_block != in->kv_len && cls[nk - 1] == NSA_BLK_FULL) {
+            cls[nk - 1] = NSA_BLK_PARTIAL;
         }
-        bm->arr[NSA_BM_KV_NUM_BLOCKS][i] =
-            ordered_row(cls, 1, nk, NSA_BLK_PARTIAL, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk);
-        bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i] = ordered_row(
-            cls, 1, nk, NSA_BLK_FULL, bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk);
+        ordered_pair(cls, nk, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk,
+                     &bm->arr[NSA_BM_KV_NUM_BLOCKS][i],
+                     bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk,
+                     &bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i]);
     }
 }
 
-/* q side, column i = (bh, kb): the transpose of the kv side. */
-static void build_q_col(void *arg, size_t i)
+/* Columns of the class map handled per q-side task: they are transposed as one tile so
+ * that the column scans read contiguous memory (a strided scan of a large map misses the
+ * cache on every element). */
+#define COL_TILE 64
+
+typedef struct q_side_job {
+    nsa_block_mask *bm;
+    uint8_t *tmp; /* COL_TILE x nQ per task slot */
+    size_t tiles_per_bh;
+} q_side_job;
+
+/* q side: column tile i = (bh, tile) of the class map, transposed, then ordered. */
+static void build_q_tile(void *arg, size_t i)
 {
-    const build_job *job = (const build_job *)arg;
+    const q_side_job *job = (const q_side_job *)arg;
     nsa_block_mask *bm = job->bm;
-    const int64_t nq = bm->info.num_q_blocks, nk = bm->info.num_kv_blocks;
-    const size_t bh = i / (size_t)nk, kb = i % (size_t)nk;
-    const uint8_t *col = bm->cls + bh * (size_t)nq * (size_t)nk + kb;
-    bm->arr[NSA_BM_Q_NUM_BLOCKS][i] =
-        ordered_row(col, nk, nq, NSA_BLK_PARTIAL, bm->arr[NSA_BM_Q_INDICES] + i * (size_t)nq);
-    bm->arr[NSA_BM_FULL_Q_NUM_BLOCKS][i] =
-        ordered_row(col, nk, nq, NSA_BLK_FULL, bm->arr[NSA_BM_FULL_Q_INDICES] + i * (size_t)nq);
+    const size_t nq = (size_t)bm->info.num_q_blocks, nk = (size_t)bm->info.num_kv_blocks;
+    const size_t bh = i / job->tiles_per_bh, c0 = i % job->tiles_per_bh * COL_TILE;
+    const size_t nc = nk - c0 < COL_TILE ? nk - c0 : COL_TILE;
+    const uint8_t *map = bm->cls + bh * nq * nk;
+    uint8_t *t = job->tmp + i * COL_TILE * nq;
+    size_t r, r0, c;
+    /* 64 x 64 sub-tiles: strided reads from 64 lines, contiguous writes (a power-of-two
+     * write stride would thrash the cache's sets) */
+    for (r0 = 0; r0 < nq; r0 += COL_TILE) {
+        const size_t r1 = nq - r0 < COL_TILE ? nq : r0 + COL_TILE;
+        for (c = 0; c < nc; c++)
+            for (r = r0; r < r1; r++)
+                t[c * nq + r] = map[r * nk + c0 + c];
+    }
+    for (c = 0; c < nc; c++) {
+        const size_t col = bh * nk + c0 + c;
+        ordered_pair(t + c * nq, (int64_t)nq, bm->arr[NSA_BM_Q_INDICES] + col * nq,
+                     &bm->arr[NSA_BM_Q_NUM_BLOCKS][col], bm->arr[NSA_BM_FULL_Q_INDICES] + col * nq,
+                     &bm->arr[NSA_BM_FULL_Q_NUM_BLOCKS][col]);
+    }
 }
 
-static void build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls)
+static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls)
 {
     build_job job;
+    q_side_job qj;
+    const size_t bh = (size_t)bm->info.batch * (size_t)bm->info.heads;
     job.bm = bm;
     job.kv_side_from_cls = kv_side_from_cls;
     if (kv_side_from_cls)
         nsa_parallel_for(ctx, build_kv_row, &job, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
-    nsa_parallel_for(ctx, build_q_col, &job, array_len(&bm->info, NSA_BM_Q_NUM_BLOCKS));
+    qj.bm = bm;
+    qj.tiles_per_bh = ((size_t)bm->info.num_kv_blocks + COL_TILE - 1) / COL_TILE;
+    /* one transposed tile per task: the map's size rounded up to whole tiles */
+    qj.tmp = (uint8_t *)malloc(bh * qj.tiles_per_bh * COL_TILE * (size_t)bm->info.num_q_blocks);
+    if (!qj.tmp)
+        return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory building a block mask");
+    nsa_parallel_for(ctx, build_q_tile, &qj, bh * qj.tiles_per_bh);
+    free(qj.tmp);
+    return NSA_SUCCESS;
 }
 
 static int64_t cdiv(int64_t a, int64_t b)
 {
     return (a + b - 1) / b;
+}
+
+static nsa_status check_block_sizes(int64_t q_block, int64_t kv_block)
+{
+    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
+                         (long long)q_block, (long long)kv_block);
+    return NSA_SUCCESS;
+}
+
+/* Build the derived arrays and hand the mask out (freed on failure). */
+static nsa_status finish(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls,
+                         nsa_block_mask **out)
+{
+    nsa_status st = build(ctx, bm, kv_side_from_cls);
+    if (st != NSA_SUCCESS) {
+        nsa_block_mask_free(bm);
+        return st;
+    }
+    *out = bm;
+    return NSA_SUCCESS;
 }
 
 nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod, int64_t batch,
@@ -185,10 +266,8 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
     if (q_len < 1 || kv_len < 1)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "q_len and kv_len must be >= 1, got %lld, %lld",
                          (long long)q_len, (long long)kv_len);
-    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
-                         (long long)q_block, (long long)kv_block);
+    if ((st = check_block_sizes(q_block, kv_block)) != NSA_SUCCESS)
+        return st;
     if (q_len > INT64_MAX / kv_len / batch / heads)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "batch * heads * q_len * kv_len overflows");
     if (mask_mod) {
@@ -196,7 +275,8 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
         if (st != NSA_SUCCESS)
             return st;
     }
-    if (!nsa_context_resolve(ctx))
+    ctx = nsa_context_resolve(ctx); /* NULL = the default context (its threads) */
+    if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory creating the default context");
     memset(&in, 0, sizeof(in));
     in.batch = batch;
@@ -214,9 +294,7 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
     st = bm_alloc(&in, mask_mod, &bm);
     if (st != NSA_SUCCESS)
         return st;
-    build(ctx, bm, 1);
-    *out = bm;
-    return NSA_SUCCESS;
+    return finish(ctx, bm, 1, out);
 }
 
 /* Element (i0, i1, i2[, i3]) of an int32 / int64 tensor. */
@@ -324,10 +402,8 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
         if (st != NSA_SUCCESS)
             return st;
     }
-    if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "q_block and kv_block must be in [1, 2^31), got %lld, %lld",
-                         (long long)q_block, (long long)kv_block);
+    if ((st = check_block_sizes(q_block, kv_block)) != NSA_SUCCESS)
+        return st;
     memset(&in, 0, sizeof(in));
     in.batch = kv_indices->shape[0];
     in.heads = kv_indices->shape[1];
@@ -359,7 +435,8 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
         if (st != NSA_SUCCESS)
             return st;
     }
-    if (!nsa_context_resolve(ctx))
+    ctx = nsa_context_resolve(ctx); /* NULL = the default context (its threads) */
+    if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory creating the default context");
     st = bm_alloc(&in, mask_mod, &bm);
     if (st != NSA_SUCCESS)
@@ -384,9 +461,7 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
             for (k = 0; k < (int32_t)in.num_kv_blocks; k++)
                 bm->arr[NSA_BM_FULL_KV_INDICES][r * (size_t)in.num_kv_blocks + (size_t)k] = k;
     }
-    build(ctx, bm, 0);
-    *out = bm;
-    return NSA_SUCCESS;
+    return finish(ctx, bm, 0, out);
 }
 
 nsa_status nsa_block_mask_select(const nsa_block_mask *src, int64_t b, int64_t h,

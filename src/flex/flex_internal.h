@@ -64,6 +64,16 @@ NSA_INTERNAL void nsa_mask_mod_row(const nsa_mask_mod *mod, int64_t b, int64_t h
 NSA_INTERNAL int nsa_mask_mod_classify(const nsa_mask_mod *mod, int64_t b, int64_t h, int64_t q0,
                                        int64_t q1, int64_t k0, int64_t k1);
 
+/* 1 when nsa_mask_mod_classify() never evaluates cells (built-ins without combinators or
+ * callbacks, document ids in sorted order): classifying costs O(1)-ish per rectangle. */
+NSA_INTERNAL int nsa_mask_mod_is_analytic(const nsa_mask_mod *mod);
+
+/* Classes of the nk key blocks [kb*kv_block, min((kb+1)*kv_block, kv_len)) of the query rows
+ * [q0, q1] (in-range cells only; the caller handles PyTorch's padding rule). */
+NSA_INTERNAL void nsa_mask_mod_classify_row(const nsa_mask_mod *mod, int64_t b, int64_t h,
+                                            int64_t q0, int64_t q1, int64_t kv_block,
+                                            int64_t kv_len, int64_t nk, uint8_t *cls);
+
 /* Check that a mask_mod can be evaluated for every q < q_len, kv < kv_len (document ids and
  * offsets cover the lengths). Records the error. */
 NSA_INTERNAL nsa_status nsa_mask_mod_check_lengths(const nsa_mask_mod *mod, int64_t q_len,

@@ -531,6 +531,49 @@ int nsa_mask_mod_classify(const nsa_mask_mod *m, int64_t b, int64_t h, int64_t q
     return classify_cells(m, b, h, q0, q1, k0, k1);
 }
 
+int nsa_mask_mod_is_analytic(const nsa_mask_mod *m)
+{
+    switch (m->kind) {
+    case MM_NOOP:
+    case MM_CAUSAL:
+    case MM_SLIDING:
+    case MM_PREFIX:
+        return 1;
+    case MM_DOC_IDS:
+        return m->ids_sorted;
+    case MM_DOC_OFFSETS:
+    case MM_NOT:
+        return nsa_mask_mod_is_analytic(m->child[0]);
+    default:
+        return 0;
+    }
+}
+
+void nsa_mask_mod_classify_row(const nsa_mask_mod *m, int64_t b, int64_t h, int64_t q0,
+                               int64_t q1, int64_t kv_block, int64_t kv_len, int64_t nk,
+                               uint8_t *cls)
+{
+    int64_t kb;
+    if (m->kind == MM_CAUSAL) {
+        /* full while the block's last key <= q0, empty once its first key > q1 */
+        int64_t nfull = (q0 + 1) / kv_block, nsome = q1 / kv_block + 1;
+        nfull = nfull < nk ? nfull : nk;
+        nsome = nsome < nk ? nsome : nk;
+        memset(cls, NSA_BLK_FULL, (size_t)nfull);
+        memset(cls + nfull, NSA_BLK_PARTIAL, (size_t)(nsome - nfull));
+        memset(cls + nsome, NSA_BLK_EMPTY, (size_t)(nk - nsome));
+        /* a ragged last block ends at kv_len - 1, not at its padded end */
+        cls[nk - 1] = (uint8_t)nsa_mask_mod_classify(m, b, h, q0, q1, (nk - 1) * kv_block,
+                                                     kv_len - 1);
+        return;
+    }
+    for (kb = 0; kb < nk; kb++) {
+        const int64_t k0 = kb * kv_block;
+        const int64_t k1 = (k0 + kv_block < kv_len ? k0 + kv_block : kv_len) - 1;
+        cls[kb] = (uint8_t)nsa_mask_mod_classify(m, b, h, q0, q1, k0, k1);
+    }
+}
+
 /* Coverage check; `exact`: offsets must end exactly at the lengths (block masks and
  * attention), otherwise they must reach them (single evaluations). */
 static nsa_status check_cover(const nsa_mask_mod *m, int64_t q_len, int64_t kv_len, int exact)

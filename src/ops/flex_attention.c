@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* flex_attention on the shared kernel: one tile = up to NSA_ATTN_Q_TILE query rows of one
+/* flex_attention on the shared kernel: one tile = up to FLEX_Q_TILE query rows of one
  * (batch, head) inside one query block of the block mask; its KV blocks are the block mask's
  * partial blocks (mask_mod applied) followed by its full blocks, as PyTorch's kernel does. */
 #include <math.h>
@@ -8,6 +8,14 @@
 #include "flex/flex_internal.h"
 #include "kernel/attn_tile.h"
 #include "tensor/tensor.h"
+
+/* Query rows per tile and keys per GEMM chunk. */
+#ifndef FLEX_Q_TILE
+#define FLEX_Q_TILE 64
+#endif
+#ifndef FLEX_KV_CHUNK
+#define FLEX_KV_CHUNK 64
+#endif
 
 /* Without a block mask every key is visited, in blocks of this many keys. */
 #define DENSE_KV_BLOCK 4096
@@ -30,6 +38,8 @@ typedef struct flex_plan {
     int64_t nq;       /* query blocks */
     int64_t nsub;     /* tiles per query block */
     int64_t max_blocks;
+    int refine;       /* split partial blocks per tile with the mask_mod's analytic classes */
+    int mask_mod_only; /* eager semantics: every kv block is partial */
     int64_t items;    /* B * Hq * nq * nsub */
     size_t task_bytes;
     int64_t tasks;
@@ -102,6 +112,10 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     if (prm.enable_gqa != 0 && prm.enable_gqa != 1)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "params->enable_gqa must be 0 or 1, got %d",
                          (int)prm.enable_gqa);
+    if (prm.mask_mod_only != 0 && prm.mask_mod_only != 1)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "params->mask_mod_only must be 0 or 1, got %d",
+                         (int)prm.mask_mod_only);
+    p->mask_mod_only = prm.mask_mod_only;
     if (!isfinite(prm.scale))
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "params->scale must be finite, got %g",
                          (double)prm.scale);
@@ -149,10 +163,12 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
                              (long long)p->L, (long long)p->S);
         p->q_block = p->bm.info.q_block;
         p->nq = p->bm.info.num_q_blocks;
-        p->max_blocks = 2 * p->bm.info.num_kv_blocks;
+        p->refine = nsa_mask_mod_is_analytic(p->bm.mask_mod);
+        /* partial blocks may be split into kernel chunks: at most nKV + ceil(S / chunk) */
+        p->max_blocks = 2 * p->bm.info.num_kv_blocks + cdiv(p->S, FLEX_KV_CHUNK);
     } else {
-        p->q_block = NSA_ATTN_Q_TILE;
-        p->nq = cdiv(p->L, NSA_ATTN_Q_TILE);
+        p->q_block = FLEX_Q_TILE;
+        p->nq = cdiv(p->L, FLEX_Q_TILE);
         p->max_blocks = cdiv(p->S, DENSE_KV_BLOCK);
     }
     if (score_mod && (st = nsa_score_mod_check(score_mod, p->Hq, p->L, p->S)) != NSA_SUCCESS)
@@ -166,16 +182,16 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     p->score_mod = score_mod;
     {
         const int64_t rows = p->q_block < p->L ? p->q_block : p->L;
-        p->nsub = rows > 0 ? cdiv(rows, NSA_ATTN_Q_TILE) : 0;
+        p->nsub = rows > 0 ? cdiv(rows, FLEX_Q_TILE) : 0;
     }
     p->items = p->B * p->Hq * p->nq * p->nsub;
     nthreads = nsa_context_num_threads(nsa_context_resolve(ctx));
     p->tasks = p->items < nthreads ? p->items : nthreads;
-    p->task_bytes = nsa_attn_scratch_size(NSA_ATTN_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, 0) +
+    p->task_bytes = nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK) +
                     nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                 sizeof(nsa_kv_block)) +
-                    2 * nsa_align64(NSA_ATTN_Q_TILE * sizeof(void *)) +
-                    nsa_align64(NSA_ATTN_Q_TILE * sizeof(float));
+                    2 * nsa_align64(FLEX_Q_TILE * sizeof(void *)) +
+                    nsa_align64(FLEX_Q_TILE * sizeof(float));
     return NSA_SUCCESS;
 }
 
@@ -183,7 +199,7 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
 typedef struct hook_state {
     const flex_plan *p;
     int64_t b, h;
-    uint8_t keep[NSA_ATTN_KV_CHUNK];
+    uint8_t keep[FLEX_KV_CHUNK];
 } hook_state;
 
 static void score_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start, int32_t n,
@@ -206,8 +222,8 @@ static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start
     (void)block;
     for (r = 0; r < tile->m; r++) {
         float *row = s + (int64_t)r * lds;
-        for (j0 = 0; j0 < n; j0 += NSA_ATTN_KV_CHUNK) {
-            const int32_t len = n - j0 < NSA_ATTN_KV_CHUNK ? n - j0 : NSA_ATTN_KV_CHUNK;
+        for (j0 = 0; j0 < n; j0 += FLEX_KV_CHUNK) {
+            const int32_t len = n - j0 < FLEX_KV_CHUNK ? n - j0 : FLEX_KV_CHUNK;
             nsa_mask_mod_row(bm->mask_mod, hs->b + bm->b_offset, hs->h + bm->h_offset,
                              tile->q_start + r, kv_start + j0, len, hs->keep);
             for (j = 0; j < len; j++)
@@ -217,44 +233,67 @@ static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start
     }
 }
 
-/* The KV blocks query block `qb` of (b, h) visits; returns their count. */
-static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t qb,
-                              nsa_kv_block *blocks)
+static void set_block(const flex_plan *p, int64_t kb_batch, int64_t hk, int64_t start,
+                      int64_t len, uint32_t flags, nsa_kv_block *blk)
+{
+    const nsa_tensor *k = p->k, *v = p->v;
+    blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kb_batch, hk, start, 0));
+    blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kb_batch, hk, start, 0));
+    blk->k_row_stride = k->stride[2];
+    blk->k_col_stride = k->stride[3];
+    blk->v_row_stride = v->stride[2];
+    blk->v_col_stride = v->stride[3];
+    blk->kv_start = start;
+    blk->len = (int32_t)len;
+    blk->flags = flags;
+}
+
+/* The KV blocks rows [r0, r1) of query block `qb` of (b, h) visit: the partial blocks, then
+ * the full blocks (PyTorch's kernel order). With an analytic mask_mod a partial block is cut
+ * at the kernel's chunk boundaries and each piece is classified for these rows: empty pieces
+ * are skipped, full ones skip the mask. Results are unchanged (a chunk of -inf scores
+ * contributes exactly nothing), the work is what the tile really needs. Returns the count. */
+static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t qb, int64_t r0,
+                              int64_t r1, nsa_kv_block *blocks)
 {
     const int64_t kb_batch = p->Bk == 1 ? 0 : b, hk = h / (p->Hq / p->Hkv);
-    const nsa_tensor *k = p->k, *v = p->v;
     int32_t n = 0, pass, i;
-    for (pass = 0; pass < 2; pass++) {
-        int32_t count;
-        const int32_t *idx;
-        int64_t kv_block;
-        if (p->has_mask) {
-            const nsa_block_mask_view *bm = &p->bm;
-            const int64_t row = ((bm->info.batch == 1 ? 0 : b) * bm->info.heads +
-                                 (bm->info.heads == 1 ? 0 : h)) * bm->info.num_q_blocks + qb;
-            count = pass == 0 ? bm->kv_num[row] : bm->full_num[row];
-            idx = (pass == 0 ? bm->kv_idx : bm->full_idx) + row * bm->info.num_kv_blocks;
-            kv_block = bm->info.kv_block;
-        } else {
-            if (pass == 0)
-                continue;
-            count = (int32_t)cdiv(p->S, DENSE_KV_BLOCK);
-            idx = NULL;
-            kv_block = DENSE_KV_BLOCK;
+    if (!p->has_mask) {
+        for (i = 0; i < (int32_t)cdiv(p->S, DENSE_KV_BLOCK); i++) {
+            const int64_t start = (int64_t)i * DENSE_KV_BLOCK;
+            set_block(p, kb_batch, hk, start, p->S - start < DENSE_KV_BLOCK ? p->S - start
+                                                                            : DENSE_KV_BLOCK,
+                      0u, &blocks[n++]);
         }
+        return n;
+    }
+    for (pass = 0; pass < 2; pass++) {
+        const nsa_block_mask_view *bm = &p->bm;
+        const int64_t row = ((bm->info.batch == 1 ? 0 : b) * bm->info.heads +
+                             (bm->info.heads == 1 ? 0 : h)) * bm->info.num_q_blocks + qb;
+        /* eager semantics: every block once, as a partial block */
+        const int32_t count = p->mask_mod_only ? (pass == 0 ? (int32_t)bm->info.num_kv_blocks : 0)
+                                               : (pass == 0 ? bm->kv_num[row] : bm->full_num[row]);
+        const int32_t *idx = (pass == 0 ? bm->kv_idx : bm->full_idx) + row * bm->info.num_kv_blocks;
+        const int64_t kv_block = bm->info.kv_block;
         for (i = 0; i < count; i++) {
-            const int64_t start = (idx ? idx[i] : i) * kv_block;
+            const int64_t start = (p->mask_mod_only ? i : idx[i]) * kv_block;
             const int64_t len = p->S - start < kv_block ? p->S - start : kv_block;
-            nsa_kv_block *blk = &blocks[n++];
-            blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kb_batch, hk, start, 0));
-            blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kb_batch, hk, start, 0));
-            blk->k_row_stride = k->stride[2];
-            blk->k_col_stride = k->stride[3];
-            blk->v_row_stride = v->stride[2];
-            blk->v_col_stride = v->stride[3];
-            blk->kv_start = start;
-            blk->len = (int32_t)len;
-            blk->flags = pass == 0 ? NSA_KV_BLOCK_PARTIAL : 0u;
+            int64_t j0;
+            if (pass == 1 || !p->refine) {
+                set_block(p, kb_batch, hk, start, len, pass == 0 ? NSA_KV_BLOCK_PARTIAL : 0u,
+                          &blocks[n++]);
+                continue;
+            }
+            for (j0 = 0; j0 < len; j0 += FLEX_KV_CHUNK) {
+                const int64_t pl = len - j0 < FLEX_KV_CHUNK ? len - j0 : FLEX_KV_CHUNK;
+                const int cls = nsa_mask_mod_classify(bm->mask_mod, b + bm->b_offset,
+                                                      h + bm->h_offset, r0, r1 - 1, start + j0,
+                                                      start + j0 + pl - 1);
+                if (cls != NSA_BLK_EMPTY)
+                    set_block(p, kb_batch, hk, start + j0, pl,
+                              cls == NSA_BLK_PARTIAL ? NSA_KV_BLOCK_PARTIAL : 0u, &blocks[n++]);
+            }
         }
     }
     return n;
@@ -263,19 +302,19 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
 static void run_item(const flex_plan *p, int64_t item, char *scratch)
 {
     const size_t kernel_bytes =
-        nsa_attn_scratch_size(NSA_ATTN_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, 0);
+        nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK);
     nsa_kv_block *blocks = (nsa_kv_block *)(scratch + kernel_bytes);
     const void **q_rows =
         (const void **)((char *)blocks +
                         nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                     sizeof(nsa_kv_block)));
-    void **o_rows = (void **)((char *)q_rows + nsa_align64(NSA_ATTN_Q_TILE * sizeof(void *)));
-    float *lse_tmp = (float *)((char *)o_rows + nsa_align64(NSA_ATTN_Q_TILE * sizeof(void *)));
+    void **o_rows = (void **)((char *)q_rows + nsa_align64(FLEX_Q_TILE * sizeof(void *)));
+    float *lse_tmp = (float *)((char *)o_rows + nsa_align64(FLEX_Q_TILE * sizeof(void *)));
     const int64_t sub = item % p->nsub, qb = item / p->nsub % p->nq;
     const int64_t h = item / p->nsub / p->nq % p->Hq, b = item / p->nsub / p->nq / p->Hq;
     const int64_t blk_end = (qb + 1) * p->q_block < p->L ? (qb + 1) * p->q_block : p->L;
-    const int64_t r0 = qb * p->q_block + sub * NSA_ATTN_Q_TILE;
-    const int64_t r1 = r0 + NSA_ATTN_Q_TILE < blk_end ? r0 + NSA_ATTN_Q_TILE : blk_end;
+    const int64_t r0 = qb * p->q_block + sub * FLEX_Q_TILE;
+    const int64_t r1 = r0 + FLEX_Q_TILE < blk_end ? r0 + FLEX_Q_TILE : blk_end;
     nsa_attn_tile tile;
     hook_state hs;
     int64_t r;
@@ -297,8 +336,9 @@ static void run_item(const flex_plan *p, int64_t item, char *scratch)
     tile.dv = (int32_t)p->Ev;
     tile.scale = p->scale;
     tile.kv_dtype = p->k->dtype;
+    tile.kv_chunk = FLEX_KV_CHUNK;
     tile.blocks = blocks;
-    tile.nblocks = collect_blocks(p, b, h, qb, blocks);
+    tile.nblocks = collect_blocks(p, b, h, qb, r0, r1, blocks);
     tile.score_hook = p->score_mod ? score_hook : NULL;
     tile.mask_hook = p->has_mask ? mask_hook : NULL;
     tile.user = &hs;
