@@ -18,10 +18,11 @@ if ! command -v clang >/dev/null 2>&1; then
     echo "fuzz: clang not found (apt-get install clang)" >&2
     exit 2
 fi
+mkdir -p "$build"
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DNSA_BUILD_TESTS=ON -DNSA_BUILD_FUZZERS=ON -DNSA_BUILD_BENCH=OFF -DNSA_BUILD_EXAMPLES=OFF \
-    -DNSA_BUILD_TOOLS=OFF >"$build.configure.log" 2>&1 || {
-    cat "$build.configure.log" >&2
+    -DNSA_BUILD_TOOLS=OFF >"$build/configure.log" 2>&1 || {
+    cat "$build/configure.log" >&2
     exit 2
 }
 if ! cmake --build "$build" --target nsa_fuzzers -- -j"${CMAKE_BUILD_PARALLEL_LEVEL:-2}"; then
