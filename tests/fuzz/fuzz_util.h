@@ -369,7 +369,8 @@ static inline nsa_context *fz_ctx(fz *f)
 }
 
 /* Break one view so that it can only shrink or become invalid (never point past its buffer
- * while looking valid): NULL data, a smaller / negative / zero / overflowing extent, a negative
+ * while looking valid): NULL data, a smaller / negative / zero extent, an extent whose span
+ * overflows int64, a negative
  * stride, a zero stride (overlap for outputs), a wrong rank, an unknown or narrower dtype. */
 static inline void fz_corrupt_view(fz *f, nsa_tensor *t)
 {
@@ -385,7 +386,10 @@ static inline void fz_corrupt_view(fz *f, nsa_tensor *t)
         t->shape[ax] = -t->shape[ax] - 1;
         break;
     case 3:
-        t->shape[ax] = INT64_MAX / 3; /* numel overflows int64 with any other extent > 3 */
+        /* an extent whose span (extent - 1) * stride overflows int64: no valid view has it
+         * (a merely huge extent can be legal, e.g. a mask longer than needed) */
+        t->shape[ax] = INT64_MAX / 3;
+        t->stride[ax] = t->stride[ax] > 4 ? t->stride[ax] : 4;
         break;
     case 4:
         t->stride[ax] = -1;
