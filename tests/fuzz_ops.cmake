@@ -40,3 +40,14 @@ foreach(src IN LISTS nsa_fuzz_targets)
   target_link_libraries(${name} PRIVATE nsa_fuzz_lib)
   add_dependencies(nsa_fuzzers ${name})
 endforeach()
+
+# Replay the committed seeds (and any reproducer added there) once: a regression test.
+foreach(src IN LISTS nsa_fuzz_targets)
+  get_filename_component(name ${src} NAME_WE)
+  string(REGEX REPLACE "^fuzz_op_" "" op ${name})
+  if(IS_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${op})
+    add_test(NAME fuzz_seeds_${op}
+             COMMAND ${name} -runs=0 ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${op})
+    set_tests_properties(fuzz_seeds_${op} PROPERTIES LABELS fuzz)
+  endif()
+endforeach()
