@@ -1059,6 +1059,27 @@ static void test_flex_edges(void **s)
             assert_true(got->out[(h * FX_L + 40) * FX_E + e] == c.v[(kvh * FX_S + 5) * FX_E + e]);
         assert_true(got->lse[h * FX_L + 40] == 1e19f * 1e19f);
     }
+    /* Scores beyond float32: q = 1e20 makes key 5 score +inf (1e40) and the others -inf.
+     * A +inf score makes the row NaN (inf - inf); -inf scores are dropped like masked keys,
+     * so when every score is -inf the row is empty: out = 0, lse = -inf. */
+    for (h = 0; h < FX_B * FX_HQ; h++)
+        c.q[(h * FX_L + 40) * FX_E] = 1e20f;
+    for (h = 0; h < FX_B * FX_HKV; h++)
+        c.k[(h * FX_S + 5) * FX_E] = 1e20f;
+    assert_int_equal(fx_run(&c, NULL, got, sizeof *got), NSA_SUCCESS);
+    for (h = 0; h < FX_B * FX_HQ; h++) {
+        for (e = 0; e < FX_E; e++)
+            assert_true(isnan(got->out[(h * FX_L + 40) * FX_E + e]));
+        assert_true(isnan(got->lse[h * FX_L + 40]));
+    }
+    for (h = 0; h < FX_B * FX_HKV; h++)
+        c.k[(h * FX_S + 5) * FX_E] = -1e20f;
+    assert_int_equal(fx_run(&c, NULL, got, sizeof *got), NSA_SUCCESS);
+    for (h = 0; h < FX_B * FX_HQ; h++) {
+        for (e = 0; e < FX_E; e++)
+            assert_true(got->out[(h * FX_L + 40) * FX_E + e] == 0.0f);
+        assert_true(got->lse[h * FX_L + 40] == -INFINITY);
+    }
     fx_free(&c);
 
     /* Fully masked rows: a block mask whose q-block 1 (queries 16..31) lists no kv block:
