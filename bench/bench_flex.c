@@ -1,141 +1,133 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Flex-attention targets (issue 3): dense fp32 flex attention against the sgemm ceiling,
- * causal at most 0.55x dense, a sliding window costing in proportion to its blocks, and a
- * causal 131072^2 block mask built in at most 10 ms. */
+/* flex attention: dense fp32 and bf16 (B=1, H=8, L=S=4096, E=128) against sgemm, causal against
+ * dense, 2 threads against 1, a sliding window of 1024 on 32768 tokens per visited block
+ * against dense per block, and building a causal 131072^2 block mask. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bench_cases.h"
 #include "bench_util.h"
 
-typedef struct flex_run {
+typedef struct flex_case {
     nsa_tensor q, k, v, out;
-    const nsa_block_mask *bm;
-} flex_run;
+    nsa_block_mask *mask;
+    nsa_flex_params p;
+} flex_case;
 
 static nsa_status run_flex(void *arg, nsa_context *ctx)
 {
-    flex_run *r = (flex_run *)arg;
-    return nsa_flex_attention(ctx, &r->q, &r->k, &r->v, r->bm, NULL, NULL, &r->out, NULL);
+    flex_case *c = (flex_case *)arg;
+    return nsa_flex_attention(ctx, &c->q, &c->k, &c->v, c->mask, NULL, &c->p, &c->out, NULL);
 }
 
-typedef struct mask_run {
-    int64_t len;
-    nsa_mask_mod *mm;
-} mask_run;
-
-static nsa_status run_mask(void *arg, nsa_context *ctx)
+/* Seconds per call; *blocks gets the number of (q block, kv block) pairs visited. */
+static double time_flex(const bench_env *env, int64_t h, int64_t l, nsa_dtype dt,
+                        nsa_mask_mod *mod, double *blocks)
 {
-    mask_run *m = (mask_run *)arg;
-    nsa_block_mask *bm = NULL;
-    nsa_status st = nsa_block_mask_create(ctx, m->mm, 1, 1, m->len, m->len, 128, 128, &bm);
-    nsa_block_mask_free(bm);
-    return st;
-}
-
-/* Allocate q/k/v/out for (1, H, L, E) and time one mask. */
-static double time_flex(const bench_env *env, int64_t H, int64_t L, int64_t E,
-                        const nsa_mask_mod *mm, int64_t *blocks)
-{
-    int64_t shape[4];
-    size_t n = (size_t)(H * L * E);
-    float *q = (float *)bench_alloc(n * 4), *k = (float *)bench_alloc(n * 4);
-    float *v = (float *)bench_alloc(n * 4), *o = (float *)bench_alloc(n * 4);
-    nsa_block_mask *bm = NULL;
-    flex_run r;
-    double t;
-    shape[0] = 1;
-    shape[1] = H;
-    shape[2] = L;
-    shape[3] = E;
-    bench_fill(q, n, 1);
-    bench_fill(k, n, 2);
-    bench_fill(v, n, 3);
-    r.q = nsa_tensor_contiguous(q, NSA_DTYPE_F32, 4, shape);
-    r.k = nsa_tensor_contiguous(k, NSA_DTYPE_F32, 4, shape);
-    r.v = nsa_tensor_contiguous(v, NSA_DTYPE_F32, 4, shape);
-    r.out = nsa_tensor_contiguous(o, NSA_DTYPE_F32, 4, shape);
-    r.bm = NULL;
-    *blocks = (L / 128) * (L / 128);
-    if (mm && nsa_block_mask_create(env->ctx, mm, 1, 1, L, L, 128, 128, &bm) == NSA_SUCCESS) {
-        nsa_block_mask_info info;
-        nsa_tensor num, full;
-        int64_t i;
-        nsa_block_mask_get_info(bm, &info);
-        nsa_block_mask_array_view(bm, NSA_BM_KV_NUM_BLOCKS, &num);
-        nsa_block_mask_array_view(bm, NSA_BM_FULL_KV_NUM_BLOCKS, &full);
-        *blocks = 0;
-        for (i = 0; i < info.num_q_blocks; i++)
-            *blocks += ((int32_t *)num.data)[i] + ((int32_t *)full.data)[i];
-        r.bm = bm;
+    const int64_t e = 128, n = h * l * e;
+    int64_t shape[4] = {1, h, l, e}, nb, i;
+    const size_t es = nsa_dtype_size(dt);
+    float *tmp = bench_alloc(sizeof(float) * (size_t)n);
+    void *q = bench_alloc((size_t)n * es), *k = bench_alloc((size_t)n * es);
+    void *v = bench_alloc((size_t)n * es), *o = bench_alloc((size_t)n * es);
+    flex_case c;
+    nsa_tensor kvn;
+    double sec;
+    bench_fill(tmp, (size_t)n, 21);
+    nsa_convert(tmp, NSA_DTYPE_F32, 1, q, dt, 1, n, NSA_ROUND_NEAREST_EVEN);
+    bench_fill(tmp, (size_t)n, 22);
+    nsa_convert(tmp, NSA_DTYPE_F32, 1, k, dt, 1, n, NSA_ROUND_NEAREST_EVEN);
+    bench_fill(tmp, (size_t)n, 23);
+    nsa_convert(tmp, NSA_DTYPE_F32, 1, v, dt, 1, n, NSA_ROUND_NEAREST_EVEN);
+    c.q = nsa_tensor_contiguous(q, dt, 4, shape);
+    c.k = nsa_tensor_contiguous(k, dt, 4, shape);
+    c.v = nsa_tensor_contiguous(v, dt, 4, shape);
+    c.out = nsa_tensor_contiguous(o, dt, 4, shape);
+    c.p = nsa_flex_params_default();
+    c.mask = NULL;
+    if (nsa_block_mask_create(env->ctx, mod, 1, 1, l, l, 128, 128, &c.mask) != NSA_SUCCESS) {
+        fprintf(stderr, "nsa_bench: %s\n", nsa_last_error());
+        return -1.0;
     }
-    t = bench_time_op(run_flex, &r, env->ctx);
-    nsa_block_mask_free(bm);
+    /* visited blocks: partial + full, summed over the q blocks (B = H = 1 broadcast) */
+    *blocks = 0.0;
+    nb = (l + 127) / 128;
+    if (nsa_block_mask_array_view(c.mask, NSA_BM_KV_NUM_BLOCKS, &kvn) == NSA_SUCCESS)
+        for (i = 0; i < nb; i++)
+            *blocks += ((const int32_t *)kvn.data)[i];
+    if (nsa_block_mask_array_view(c.mask, NSA_BM_FULL_KV_NUM_BLOCKS, &kvn) == NSA_SUCCESS)
+        for (i = 0; i < nb; i++)
+            *blocks += ((const int32_t *)kvn.data)[i];
+    *blocks *= (double)h;
+    sec = bench_time_op(run_flex, &c, env->ctx);
+    nsa_block_mask_free(c.mask);
+    free(tmp);
     free(q);
     free(k);
     free(v);
     free(o);
-    return t;
+    return sec;
 }
+
+static void row(bench_row *r, const char *label, double measured, const char *unit,
+                double figure, double target, int lower)
+{
+    snprintf(r->label, sizeof r->label, "%s", label);
+    r->measured = measured;
+    r->unit = unit;
+    r->figure = figure;
+    r->target = target;
+    r->lower_is_better = lower;
+}
+
+static double g_dense_1thread; /* seconds of the dense fp32 case on one thread */
 
 static int run(const bench_env *env, bench_row *rows, int cap)
 {
-    const int64_t H = 8, E = 128, L = bench_len(4096);
-    const int64_t Lsw = bench_len(32768), Lc = bench_len(8192);
-    nsa_mask_mod *causal = NULL, *sw = NULL;
-    int64_t nb_dense, nb_causal, nb_sw, nb_c1;
-    double t_dense, t_causal, t_sw, t_c1, gflops;
-    mask_run mr;
-    int n = 0;
-    if (cap < 4)
+    const int64_t l = bench_len(4096), lw = bench_len(32768), lm = bench_len(131072);
+    const double flops = 4.0 * 8.0 * (double)l * (double)l * 128.0;
+    nsa_mask_mod *noop = NULL, *causal = NULL, *sw = NULL;
+    double bd, bc, bb, bw, t_dense, t_bf16, t_causal, t_sw, t0, tm[32];
+    char label[96];
+    int n = 0, r;
+    nsa_block_mask *bm;
+    if (cap < 6)
         return 0;
+    nsa_mask_mod_noop(&noop);
     nsa_mask_mod_causal(&causal);
     nsa_mask_mod_sliding_window(1024, &sw);
-
-    t_dense = time_flex(env, H, L, E, NULL, &nb_dense);
-    gflops = 4.0 * (double)H * (double)L * (double)L * (double)E / t_dense * 1e-9;
-    snprintf(rows[n].label, sizeof rows[n].label,
-             "flex dense f32 H=8 L=S=%lld E=128: GFLOP/s / sgemm", (long long)L);
-    rows[n].measured = gflops;
-    rows[n].unit = "GF";
-    rows[n].figure = gflops / env->sgemm_gflops;
-    rows[n].target = 0.6;
-    rows[n].lower_is_better = 0;
-    n++;
-
-    t_causal = time_flex(env, H, L, E, causal, &nb_causal);
-    snprintf(rows[n].label, sizeof rows[n].label, "flex causal / dense time, L=%lld",
-             (long long)L);
-    rows[n].measured = t_causal * 1e3;
-    rows[n].unit = "ms";
-    rows[n].figure = t_causal / t_dense;
-    rows[n].target = 0.55;
-    rows[n].lower_is_better = 1;
-    n++;
-
-    /* cost per visited block: sliding window 1024 on Lsw vs causal on Lc (H = 1) */
-    t_sw = time_flex(env, 1, Lsw, E, sw, &nb_sw);
-    t_c1 = time_flex(env, 1, Lc, E, causal, &nb_c1);
-    snprintf(rows[n].label, sizeof rows[n].label,
-             "flex window 1024 on %lld: time per block / causal's", (long long)Lsw);
-    rows[n].measured = t_sw * 1e3;
-    rows[n].unit = "ms";
-    rows[n].figure = (t_sw / (double)nb_sw) / (t_c1 / (double)nb_c1);
-    rows[n].target = 1.25;
-    rows[n].lower_is_better = 1;
-    n++;
-
-    mr.len = 131072;
-    mr.mm = causal;
-    rows[n].measured = bench_time_op(run_mask, &mr, env->ctx) * 1e3;
-    snprintf(rows[n].label, sizeof rows[n].label, "block mask causal 131072^2, 128-blocks");
-    rows[n].unit = "ms";
-    rows[n].figure = rows[n].measured;
-    rows[n].target = 10.0;
-    rows[n].lower_is_better = 1;
-    n++;
-
+    t_dense = time_flex(env, 8, l, NSA_DTYPE_F32, noop, &bd);
+    t_bf16 = time_flex(env, 8, l, NSA_DTYPE_BF16, noop, &bb);
+    t_causal = time_flex(env, 8, l, NSA_DTYPE_F32, causal, &bc);
+    t_sw = time_flex(env, 8, lw, NSA_DTYPE_F32, sw, &bw);
+    snprintf(label, sizeof label, "flex dense fp32 B=1 H=8 L=S=%lld E=128: GFLOP/s / sgemm",
+             (long long)l);
+    row(&rows[n++], label, flops / t_dense * 1e-9, "GF", flops / t_dense * 1e-9 / env->sgemm_gflops,
+        0.85, 0);
+    row(&rows[n++], "flex dense bf16 inputs: GFLOP/s / the fp32 case", flops / t_bf16 * 1e-9,
+        "GF", t_dense / t_bf16, 0.95, 0);
+    row(&rows[n++], "flex causal: time / dense time (ms)", t_causal * 1e3, "ms",
+        t_causal / t_dense, 0.55, 1);
+    if (env->threads == 1)
+        g_dense_1thread = t_dense;
+    else if (g_dense_1thread > 0.0)
+        row(&rows[n++], "flex dense: speed-up over 1 thread", g_dense_1thread / t_dense, "x",
+            g_dense_1thread / t_dense, 1.85, 0);
+    snprintf(label, sizeof label,
+             "flex sliding window 1024 on %lld: time per block / dense's (ms)", (long long)lw);
+    row(&rows[n++], label, t_sw * 1e3, "ms", (t_sw / bw) / (t_dense / bd), 1.25, 1);
+    /* building the block mask alone */
+    for (r = 0; r < bench_reps() && r < 32; r++) {
+        t0 = bench_now();
+        nsa_block_mask_create(env->ctx, causal, 1, 1, lm, lm, 128, 128, &bm);
+        tm[r] = bench_now() - t0;
+        nsa_block_mask_free(bm);
+    }
+    snprintf(label, sizeof label, "create_block_mask causal %lld^2, 128-blocks (ms)",
+             (long long)lm);
+    t0 = bench_median(tm, r) * 1e3;
+    row(&rows[n++], label, t0, "ms", t0, 10.0, 1);
+    nsa_mask_mod_free(noop);
     nsa_mask_mod_free(causal);
     nsa_mask_mod_free(sw);
     return n;

@@ -87,7 +87,9 @@ static const float *chunk_rows(const nsa_attn_tile *tile, const nsa_dequant *dq,
 {
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     int32_t j;
-    if (tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1) {
+    /* In place only when the rows form a valid GEMM operand (ld >= width): views may legally
+     * broadcast (stride 0) or overlap rows, and those are copied like any other. */
+    if (tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1 && row_stride >= width) {
         *ld = row_stride;
         return (const float *)base + (int64_t)j0 * row_stride;
     }
@@ -96,6 +98,45 @@ static const float *chunk_rows(const nsa_attn_tile *tile, const nsa_dequant *dq,
                  col_stride, scratch + (size_t)j * (size_t)width, width);
     *ld = width;
     return scratch;
+}
+
+/* Ask for rows [j0, j0 + n) of one side of a block ahead of use. Rows strided through memory
+ * (one kv head of a BSH cache, gathered blocks) defeat the hardware stream prefetchers, which
+ * stay inside a 4 KiB page: measured 3x slower decode on BSH than on BNSD before this. */
+static void prefetch_rows(const void *base, int64_t row_stride, int64_t col_stride, size_t esize,
+                          int32_t j0, int32_t n, int32_t width)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const size_t span = (size_t)((int64_t)(width - 1) * col_stride + 1) * esize;
+    int32_t j;
+    size_t off;
+    for (j = j0; j < j0 + n; j++) {
+        const char *row = (const char *)base + (int64_t)j * row_stride * (int64_t)esize;
+        for (off = 0; off < span; off += 64)
+            __builtin_prefetch(row + off, 0, 0);
+        __builtin_prefetch(row + span - 1, 0, 0);
+    }
+#else
+    (void)base, (void)row_stride, (void)col_stride, (void)esize, (void)j0, (void)n, (void)width;
+#endif
+}
+
+/* Prefetch the chunk after [j0, j0 + n) of this block, or the first chunk of the next one. */
+static void prefetch_next_chunk(const nsa_attn_tile *tile, int32_t b, int32_t j0, int32_t n,
+                                int32_t kc)
+{
+    const size_t esize = nsa_dtype_size(tile->kv_dtype);
+    const nsa_kv_block *blk = &tile->blocks[b];
+    int32_t next = j0 + n, len;
+    if (next >= blk->len) {
+        if (b + 1 >= tile->nblocks)
+            return;
+        blk = &tile->blocks[b + 1];
+        next = 0;
+    }
+    len = blk->len - next < kc ? blk->len - next : kc;
+    prefetch_rows(blk->k, blk->k_row_stride, blk->k_col_stride, esize, next, len, tile->d);
+    prefetch_rows(blk->v, blk->v_row_stride, blk->v_col_stride, esize, next, len, tile->dv);
 }
 
 static chunk_view pack_chunk(const nsa_attn_tile *tile, const nsa_kv_block *blk, int32_t j0,
@@ -181,6 +222,7 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
         for (j0 = 0; j0 < blk->len; j0 += kc) {
             int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
             chunk_view cv = pack_chunk(tile, blk, j0, n, &sc);
+            prefetch_next_chunk(tile, b, j0, n, kc);
             /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
             nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld, 0.0f,
                       sc.s, kc);

@@ -24,7 +24,7 @@
 /* Below this many (batch, kv head) tiles, long sequences are split into chunks so that even
  * B = 1 spreads over every core; chunks hold at least IFA_MIN_SPLIT keys so the merge stays
  * negligible. Both are constants: the split never depends on the thread count. */
-#define IFA_TARGET_TASKS 64
+#define IFA_TARGET_TASKS 1024
 #define IFA_MIN_SPLIT 512
 /* Longest kernel block (keys); contiguous ranges are cut into segments of this length so a
  * block length always fits the kernel's int32. */
@@ -997,7 +997,7 @@ static void run_task(const ifa_run *run, int64_t task, char *ws)
 {
     const ifa_plan *p = run->p;
     const int64_t G = p->G, D = p->D;
-    int64_t lo = 0, hi = p->B, b, rel, n2, c, start, len, chunk, ns, c0, c1, r;
+    int64_t lo = 0, hi = p->B, b, rel, n2, c, start, len, chunk, c0, c1, r;
     float *part = run->partial + task * (G * D + 2 * G);
     void *scratch = ws;
     nsa_kv_block *blocks = (nsa_kv_block *)(ws + p->sz_attn);
@@ -1016,10 +1016,12 @@ static void run_task(const ifa_run *run, int64_t task, char *ws)
     }
     b = lo;
     batch_range(p, b, &start, &len);
-    ns = split_count(p, len, &chunk);
+    split_count(p, len, &chunk);
     rel = task - run->task0[b];
-    n2 = rel / ns;
-    c = rel % ns;
+    /* chunk-major: the kv heads of one chunk are neighbouring tasks, so a BSH/BSND cache (all
+     * kv heads in each token row) is swept once, not once per head */
+    n2 = rel % p->kvN;
+    c = rel / p->kvN;
     c0 = start + c * chunk;
     c1 = c0 + chunk < start + len ? c0 + chunk : start + len;
 
@@ -1084,18 +1086,19 @@ static void combine_row(const ifa_run *run, int64_t b, int64_t n, float *acc)
     ns = split_count(p, len, &chunk);
     memset(acc, 0, (size_t)D * sizeof(float));
     if (ns > 0) {
-        const float *first = run->partial + (run->task0[b] + n2 * ns) * stride;
+        const float *first = run->partial + (run->task0[b] + n2) * stride;
+        const int64_t chunk_stride = p->kvN * stride; /* tasks are chunk-major */
         if (ns == 1) {
             memcpy(acc, first + r * D, (size_t)D * sizeof(float));
         } else {
             float mx = -INFINITY, total = 0.0f;
             for (c = 0; c < ns; c++) {
-                const float *pc = first + c * stride;
+                const float *pc = first + c * chunk_stride;
                 if (pc[G * D + G + r] > 0.0f && pc[G * D + r] > mx)
                     mx = pc[G * D + r];
             }
             for (c = 0; c < ns; c++) {
-                const float *pc = first + c * stride;
+                const float *pc = first + c * chunk_stride;
                 float l = pc[G * D + G + r], wgt;
                 if (l == 0.0f) /* an empty chunk; a NaN sum still propagates */
                     continue;
