@@ -3,4 +3,5 @@
 BENCH_CASE(bench_stream_ceiling)
 BENCH_CASE(bench_nsa_compress)
 BENCH_CASE(bench_ifa)
+BENCH_CASE(bench_select_attention)
 BENCH_CASE(bench_flex)

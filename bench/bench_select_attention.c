@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* nsa_select_attention at the paper's shape: N1 = 16 query heads on N2 = 1 kv head, D = 192,
+ * Dv = 128, l' = 64, k = 16, causal, bf16 and f32. The topk rows are random per token (the
+ * worst case for block reuse; real NSA selections overlap between neighbouring tokens).
+ * Targets: GFLOP/s >= 0.70x cblas_sgemm at T = 32768, and time per token at T = 32768 <=
+ * 1.15x that at T = 8192 (the cost follows T * k * l', not T^2). FLOPs counted:
+ * 2 * T * N1 * k * l' * (D + Dv), every gathered key included. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_cases.h"
+
+#define SEL_N1 16
+#define SEL_D 192
+#define SEL_DV 128
+#define SEL_BS 64
+#define SEL_BC 16
+
+typedef struct sel_bench {
+    nsa_tensor q, k, v, topk, out;
+    nsa_select_attention_params params;
+    int64_t cum_q, cum_kv;
+} sel_bench;
+
+static nsa_status run_select(void *arg, nsa_context *ctx)
+{
+    sel_bench *b = (sel_bench *)arg;
+    return nsa_select_attention(ctx, &b->q, &b->k, &b->v, &b->topk, &b->params, &b->out, NULL,
+                                NULL);
+}
+
+static void *random_values(size_t n, unsigned seed, nsa_dtype dt)
+{
+    float *f = (float *)bench_alloc(n * sizeof(float));
+    void *h;
+    bench_fill(f, n, seed);
+    if (dt == NSA_DTYPE_F32)
+        return f;
+    h = bench_alloc(n * nsa_dtype_size(dt));
+    nsa_convert(f, NSA_DTYPE_F32, 1, h, dt, 1, (int64_t)n, NSA_ROUND_NEAREST_EVEN);
+    free(f);
+    return h;
+}
+
+/* Seconds of one call at T tokens (T1 = T2 = T); NAN on failure. */
+static double time_at(const bench_env *env, int64_t t, nsa_dtype dt)
+{
+    const int64_t qs[3] = {t, SEL_N1, SEL_D}, ks[3] = {t, 1, SEL_D}, vs[3] = {t, 1, SEL_DV};
+    const int64_t ts[3] = {t, 1, SEL_BC}, os[3] = {t, SEL_N1, SEL_DV};
+    void *q = random_values((size_t)(t * SEL_N1 * SEL_D), 1, dt);
+    void *k = random_values((size_t)(t * SEL_D), 2, dt);
+    void *v = random_values((size_t)(t * SEL_DV), 3, dt);
+    int32_t *topk = (int32_t *)bench_alloc((size_t)(t * SEL_BC) * sizeof(int32_t));
+    void *out = bench_alloc((size_t)(t * SEL_N1 * SEL_DV) * nsa_dtype_size(dt));
+    uint32_t s = 12345u;
+    sel_bench b;
+    int64_t i, c;
+    double sec;
+    /* as NSA selects: the first block, the query's own (diagonal) block, then random blocks
+     * at or before it (duplicates possible for early tokens) */
+    for (i = 0; i < t; i++) {
+        const int64_t diag = i / SEL_BS;
+        topk[i * SEL_BC] = 0;
+        topk[i * SEL_BC + 1] = (int32_t)diag;
+        for (c = 2; c < SEL_BC; c++) {
+            s = s * 1664525u + 1013904223u;
+            topk[i * SEL_BC + c] = (int32_t)((s >> 8) % (uint32_t)(diag + 1));
+        }
+    }
+    b.q = nsa_tensor_contiguous(q, dt, 3, qs);
+    b.k = nsa_tensor_contiguous(k, dt, 3, ks);
+    b.v = nsa_tensor_contiguous(v, dt, 3, vs);
+    b.topk = nsa_tensor_contiguous(topk, NSA_DTYPE_I32, 3, ts);
+    b.out = nsa_tensor_contiguous(out, dt, 3, os);
+    b.params = nsa_select_attention_params_default();
+    b.params.scale_value = 1.0 / sqrt((double)SEL_D);
+    b.params.select_block_size = SEL_BS;
+    b.params.select_block_count = SEL_BC;
+    b.params.sparse_mode = 2;
+    b.cum_q = b.cum_kv = t;
+    b.params.actual_seq_qlen = &b.cum_q;
+    b.params.actual_seq_kvlen = &b.cum_kv;
+    b.params.actual_seq_qlen_count = b.params.actual_seq_kvlen_count = 1;
+    sec = bench_time_op(run_select, &b, env->ctx);
+    free(q);
+    free(k);
+    free(v);
+    free(topk);
+    free(out);
+    return sec;
+}
+
+/* Two rows per dtype: GFLOP/s against sgemm at the long length, and time per token long vs
+ * short. */
+static int rows_for(const bench_env *env, nsa_dtype dt, bench_row *rows)
+{
+    const int64_t t_long = bench_len(32768), t_short = bench_len(8192);
+    const double flop = 2.0 * (double)t_long * SEL_N1 * SEL_BC * SEL_BS * (SEL_D + SEL_DV);
+    const double s_short = time_at(env, t_short, dt), s_long = time_at(env, t_long, dt);
+    const double gflops = flop / s_long * 1e-9;
+    snprintf(rows[0].label, sizeof rows[0].label,
+             "select_attention T=%lld N1=16 D=192 l'=64 k=16 %s GF vs sgemm", (long long)t_long,
+             nsa_dtype_name(dt));
+    rows[0].measured = gflops;
+    rows[0].unit = "GF";
+    rows[0].figure = gflops / env->sgemm_gflops;
+    rows[0].target = 0.70;
+    rows[0].lower_is_better = 0;
+    snprintf(rows[1].label, sizeof rows[1].label, "select_attention %s us/token T=%lld vs T=%lld",
+             nsa_dtype_name(dt), (long long)t_long, (long long)t_short);
+    rows[1].measured = s_long / (double)t_long * 1e6;
+    rows[1].unit = "us";
+    rows[1].figure = (s_long / (double)t_long) / (s_short / (double)t_short);
+    rows[1].target = 1.15;
+    rows[1].lower_is_better = 1;
+    return 2;
+}
+
+static int run(const bench_env *env, bench_row *rows, int cap)
+{
+    if (cap < 4)
+        return 0;
+    rows_for(env, NSA_DTYPE_BF16, rows);
+    rows_for(env, NSA_DTYPE_F32, rows + 2);
+    return 4;
+}
+
+const bench_case bench_select_attention = {"select_attention", run};
