@@ -55,8 +55,9 @@ for t in $targets; do
     printf 'fuzz: %-24s %9d executions in %ss, corpus %d, rc %d\n' "$op" "$execs" "$secs" \
         "$(ls "$corpus" | wc -l)" "$rc"
     [[ -n $stats ]] && printf 'fuzz: %-24s statuses: %s\n' "$op" "$stats"
+    # A BLAS "illegal value" report means a GEMM was skipped and an output is wrong.
     if [[ $blas -gt 0 ]]; then
-        printf 'fuzz: %-24s warning: %d BLAS "illegal value" reports (see %s)\n' "$op" "$blas" "$log"
+        found+=("$op: $blas BLAS \"illegal value\" reports; log $log")
     fi
     if [[ $rc -ne 0 ]]; then
         found+=("$op: $(grep -m1 -E 'ERROR: |fuzz: ' "$log" || echo "exit status $rc"); log $log;" \
