@@ -162,7 +162,12 @@ static void softmax_update(const nsa_attn_tile *tile, int32_t n, int32_t kc, til
         if (m_new < m_old || m_new != m_new)
             m_new = m_old;
         if (m_new == -INFINITY) {
-            /* nothing seen yet: every probability of this chunk is 0 */
+            /* nothing seen yet: every probability of this chunk is 0, unless the chunk holds
+             * NaN scores (the max skips them), which must poison the row */
+            int32_t j;
+            for (j = 0; j < n; j++)
+                if (s[j] != s[j])
+                    sc->sum[r] = NAN;
             memset(s, 0, (size_t)n * sizeof(float));
             continue;
         }
