@@ -87,9 +87,11 @@ static const float *chunk_rows(const nsa_attn_tile *tile, const nsa_dequant *dq,
 {
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     int32_t j;
-    /* In place only when the rows form a valid GEMM operand (ld >= width): views may legally
-     * broadcast (stride 0) or overlap rows, and those are copied like any other. */
-    if (tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1 && row_stride >= width) {
+    /* In place only when the rows form a valid GEMM operand (width <= ld <= INT32_MAX, as CBLAS
+     * takes int): views may legally broadcast (stride 0), overlap rows or stride far apart,
+     * and those are copied like any other. */
+    if (tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1 && row_stride >= width &&
+        row_stride <= INT32_MAX) {
         *ld = row_stride;
         return (const float *)base + (int64_t)j0 * row_stride;
     }

@@ -91,24 +91,6 @@ static nsa_status check_same_dtype(const nsa_tensor *t, const char *name, const 
     return NSA_SUCCESS;
 }
 
-/* The kernel uses fp32 key / value rows in place as GEMM operands, whose leading dimension
- * must cover a whole row; reject views that would hand BLAS an illegal one. */
-static nsa_status check_inplace_rows(const nsa_tensor *t, const char *name, int64_t width,
-                                     int64_t rows)
-{
-    if (t->dtype != NSA_DTYPE_F32 || t->stride[2] != 1 || rows <= 1)
-        return NSA_SUCCESS;
-    if (t->stride[0] < width)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
-                         "%s.stride[0] must be >= %s.shape[2] (%lld) for f32 rows with unit "
-                         "channel stride, got %lld",
-                         name, name, (long long)width, (long long)t->stride[0]);
-    if (t->stride[0] > INT32_MAX)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s.stride[0] must be <= %d, got %lld", name,
-                         INT32_MAX, (long long)t->stride[0]);
-    return NSA_SUCCESS;
-}
-
 static nsa_status check_params(const nsa_select_attention_params *p)
 {
     if (p->select_block_size % 16)
@@ -355,8 +337,6 @@ static nsa_status check_inputs(nsa_context *ctx, const nsa_tensor *query, const 
             NSA_SUCCESS ||
         (st = nsa_check_dim(topk_indices, "topk_indices", 2, pl->block_count,
                             "select_block_count")) != NSA_SUCCESS ||
-        (st = check_inplace_rows(key, "key", pl->d, pl->t2)) != NSA_SUCCESS ||
-        (st = check_inplace_rows(value, "value", pl->dv, pl->t2)) != NSA_SUCCESS ||
         (st = check_sequences(p, pl)) != NSA_SUCCESS)
         return st;
     pl->scale = (float)p->scale_value;

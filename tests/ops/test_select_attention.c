@@ -772,7 +772,7 @@ static nsa_select_attention_params *fx_break(fixture *fx, int i)
     case 23: fx->topk->shape[0] = 7; break;
     case 24: fx->topk->shape[1] = 1; break;
     case 25: p->select_block_count = 3; break;
-    case 26: fx->k->stride[0] = 8; break;
+    case 26: fx->k->stride[0] = -1; break;
     case 27: p->actual_seq_qlen = NULL; break;
     case 28: p->actual_seq_kvlen = NULL; break;
     case 29: p->actual_seq_qlen_count = 0; p->actual_seq_kvlen_count = 0; break;
@@ -829,8 +829,7 @@ static const error_case error_cases[] = {
     {"topk T1", NSA_ERR_INVALID_ARGUMENT, "topk_indices.shape[0] must be query.shape[0] (T1) (8), got 7"},
     {"topk N2", NSA_ERR_INVALID_ARGUMENT, "topk_indices.shape[1] must be key.shape[1] (N2) (2), got 1"},
     {"topk k", NSA_ERR_INVALID_ARGUMENT, "topk_indices.shape[2] must be select_block_count (3), got 2"},
-    {"key row stride", NSA_ERR_INVALID_ARGUMENT,
-     "key.stride[0] must be >= key.shape[2] (16) for f32 rows with unit channel stride, got 8"},
+    {"key row stride", NSA_ERR_INVALID_ARGUMENT, "key.stride[0] must be >= 0, got -1"},
     {"qlen NULL", NSA_ERR_NULL_POINTER, "actual_seq_qlen must not be NULL when actual_seq_kvlen is given"},
     {"kvlen NULL", NSA_ERR_NULL_POINTER, "actual_seq_kvlen must not be NULL when actual_seq_qlen is given"},
     {"qlen count 0", NSA_ERR_INVALID_ARGUMENT, "actual_seq_qlen_count must be >= 1, got 0"},
