@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The Native Sparse Attention pipeline on random data, as one layer of an NSA model runs it:
+ * nsa_demo, the README's demo: one Native Sparse Attention layer (DeepSeek, arXiv 2502.11089)
+ * on random data, through the public API only:
  *
- *   1. nsa_compress            K, V (T tokens)  ->  block summaries Kc, Vc (T' blocks)
- *   2. nsa_compress_attention  queries over Kc, Vc (NSA causal mask), plus the top-k
- *                              selection blocks per token (first and local blocks forced)
- *   3. nsa_select_attention    queries over the selected 64-token blocks of K, V (causal)
- *   4. nsa_flex_attention      a sliding window of 512 tokens over K, V
- *   5. the gated sum of the three branches
+ *   1. compress K and V: nsa_compress, windows of l = 32 tokens every d = 16
+ *   2. compression branch + block selection: nsa_compress_attention (causal mask over the
+ *      compressed keys; topk_mask forces the first block and the two local blocks, as the
+ *      paper does), giving the top-k selection blocks of every token
+ *   3. selection branch: nsa_select_attention over those blocks (l' = 64, k = 16, causal)
+ *   4. sliding-window branch: nsa_flex_attention with a sliding_window(512) block mask
+ *   5. gated sum of the three branches (sigmoid gates, random here; a model computes them
+ *      from the hidden state)
  *
- * It prints the shapes, the time of each step and a checksum of the output.
- * Usage: nsa_demo [T] [threads]     (T a multiple of 64, default 4096)
+ * It prints the shapes, the time of each step and a checksum of the result.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 
@@ -20,244 +22,258 @@
 #include <string.h>
 #include <time.h>
 
-#include "nsa/nsa.h"
+#include <nsa/nsa.h>
 
-enum { N1 = 16, N2 = 1, D = 128, DV = 128, CMP_L = 32, CMP_D = 16, SEL_L = 64, SEL_K = 16 };
-#define WINDOW 512
+#define T 2048     /* tokens (one sequence) */
+#define N1 16      /* query heads */
+#define N2 1       /* kv heads (G = 16 query heads share one kv head) */
+#define D 192      /* q / k head dim */
+#define DV 128     /* v head dim */
+#define CMP_L 32   /* compression block l */
+#define CMP_D 16   /* compression stride d */
+#define SEL_L 64   /* selection block l' */
+#define SEL_K 16   /* selected blocks k */
+#define WINDOW 512 /* sliding window w */
+
+#define CHECK(call)                                                                          \
+    do {                                                                                     \
+        nsa_status st_ = (call);                                                             \
+        if (st_ != NSA_SUCCESS) {                                                            \
+            fprintf(stderr, "%s failed: %s: %s\n", #call, nsa_status_string(st_),            \
+                    nsa_last_error());                                                       \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static float *random_floats(size_t n, unsigned seed)
+static float *random_floats(size_t n, unsigned seed, float amplitude)
 {
-    float *x = malloc(n * sizeof *x);
+    float *x = (float *)malloc(n * sizeof(float));
+    uint32_t s = seed * 2654435761u + 1u;
     size_t i;
-    uint32_t s = seed;
-    if (!x)
+    if (!x) {
+        fprintf(stderr, "out of memory\n");
         exit(1);
+    }
     for (i = 0; i < n; i++) {
         s = s * 1664525u + 1013904223u;
-        x[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
+        x[i] = amplitude * ((float)(s >> 8) / 16777216.0f * 2.0f - 1.0f);
     }
     return x;
 }
 
-static int check(nsa_status st, const char *what)
+/* One line of the report: step, what it produced, milliseconds. */
+static void report(const char *step, const char *what, double seconds)
 {
-    if (st != NSA_SUCCESS) {
-        fprintf(stderr, "nsa_demo: %s failed: %s: %s\n", what, nsa_status_string(st),
-                nsa_last_error());
-        exit(1);
-    }
-    return 0;
+    printf("%-22s %-52s %8.2f ms\n", step, what, seconds * 1e3);
 }
 
-int main(int argc, char **argv)
+static void *zeros(size_t bytes)
 {
-    const int64_t t = argc > 1 ? atoll(argv[1]) : 4096;
-    const int threads = argc > 2 ? atoi(argv[2]) : 0;
-    const int64_t tc = (t - CMP_L) / CMP_D + 1;         /* compressed blocks */
-    const int64_t nsel = (tc + SEL_L / CMP_D - 1) / (SEL_L / CMP_D); /* selection blocks */
-    const float scale = 1.0f / sqrtf((float)D);
-    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
-    float *q, *k, *v, *w, *kc, *vc, *o_cmp, *o_sel, *o_win, *gate, *smax, *ssum;
-    uint8_t *amask, *tmask;
-    int32_t *topk;
-    int64_t i, j, h, c;
-    int64_t cum_t[1], cum_c[1];
-    double t0, t_cmp, t_catt, t_sel, t_win, checksum = 0.0;
-
-    if (t < 256 || t % 64 != 0) {
-        fprintf(stderr, "nsa_demo: T must be a multiple of 64, at least 256\n");
-        return 2;
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
     }
-    cfg.num_threads = threads;
-    check(nsa_context_create(&cfg, &ctx), "nsa_context_create");
-    printf("libnsa %s (%s), %d threads\n", nsa_version_string(), nsa_build_info(),
-           nsa_context_num_threads(ctx));
-    printf("NSA layer: T=%lld tokens, %d query heads on %d kv head, D=%d, Dv=%d\n",
-           (long long)t, N1, N2, D, DV);
+    return p;
+}
 
-    q = random_floats((size_t)(t * N1 * D), 1);
-    k = random_floats((size_t)(t * N2 * D), 2);
-    v = random_floats((size_t)(t * N2 * DV), 3);
-    w = random_floats((size_t)(CMP_L * N2), 4);
-    for (i = 0; i < CMP_L * N2; i++)
-        w[i] = 1.0f / CMP_L + 0.01f * w[i]; /* roughly a mean over the window */
-    kc = malloc(sizeof(float) * (size_t)(tc * N2 * D));
-    vc = malloc(sizeof(float) * (size_t)(tc * N2 * DV));
-    o_cmp = malloc(sizeof(float) * (size_t)(t * N1 * DV));
-    o_sel = malloc(sizeof(float) * (size_t)(t * N1 * DV));
-    o_win = malloc(sizeof(float) * (size_t)(t * N1 * DV));
-    smax = malloc(sizeof(float) * (size_t)(t * N1 * 8));
-    ssum = malloc(sizeof(float) * (size_t)(t * N1 * 8));
-    topk = malloc(sizeof(int32_t) * (size_t)(t * N2 * SEL_K));
-    amask = malloc((size_t)(t * tc));
-    tmask = malloc((size_t)(t * nsel));
-    gate = random_floats((size_t)(t * N1 * 3), 5);
-    if (!kc || !vc || !o_cmp || !o_sel || !o_win || !smax || !ssum || !topk || !amask || !tmask)
-        return 1;
-    cum_t[0] = t;
-    cum_c[0] = tc;
+int main(void)
+{
+    const int64_t q_shape[3] = {T, N1, D}, k_shape[3] = {T, N2, D}, v_shape[3] = {T, N2, DV};
+    const int64_t w_shape[2] = {CMP_L, N2}, o_shape[3] = {T, N1, DV};
+    const int64_t cum_t = T;
+    float *q = random_floats((size_t)T * N1 * D, 1, 1.0f);
+    float *k = random_floats((size_t)T * N2 * D, 2, 1.0f);
+    float *v = random_floats((size_t)T * N2 * DV, 3, 1.0f);
+    float *wk = random_floats((size_t)CMP_L * N2, 4, 1.0f / CMP_L);
+    float *wv = random_floats((size_t)CMP_L * N2, 5, 1.0f / CMP_L);
+    float *gates = random_floats((size_t)T * N1 * 3, 6, 2.0f);
+    float *cmp_out = (float *)zeros(sizeof(float) * T * N1 * DV);
+    float *sel_out = (float *)zeros(sizeof(float) * T * N1 * DV);
+    float *win_out = (float *)zeros(sizeof(float) * T * N1 * DV);
+    float *out = (float *)zeros(sizeof(float) * T * N1 * DV);
+    float *cmp_max = (float *)zeros(sizeof(float) * T * N1 * 8); /* statistics the backward */
+    float *cmp_sum = (float *)zeros(sizeof(float) * T * N1 * 8); /* pass would use */
+    nsa_tensor tq = nsa_tensor_contiguous(q, NSA_DTYPE_F32, 3, q_shape);
+    nsa_tensor tk = nsa_tensor_contiguous(k, NSA_DTYPE_F32, 3, k_shape);
+    nsa_tensor tv = nsa_tensor_contiguous(v, NSA_DTYPE_F32, 3, v_shape);
+    nsa_tensor twk = nsa_tensor_contiguous(wk, NSA_DTYPE_F32, 2, w_shape);
+    nsa_tensor twv = nsa_tensor_contiguous(wv, NSA_DTYPE_F32, 2, w_shape);
+    nsa_tensor tcmp_out = nsa_tensor_contiguous(cmp_out, NSA_DTYPE_F32, 3, o_shape);
+    nsa_tensor tsel_out = nsa_tensor_contiguous(sel_out, NSA_DTYPE_F32, 3, o_shape);
+    nsa_compress_params cp = nsa_compress_params_default();
+    nsa_compress_attention_params cap = nsa_compress_attention_params_default();
+    nsa_select_attention_params sp = nsa_select_attention_params_default();
+    nsa_flex_params fp = nsa_flex_params_default();
+    nsa_mask_mod *window = NULL;
+    nsa_block_mask *block_mask = NULL;
+    int64_t tc = 0, sel_blocks, s, j, i;
+    float *k_cmp, *v_cmp;
+    uint8_t *atten_mask, *topk_mask;
+    int32_t *topk;
+    double t0, t_cmp, t_catt, t_sel, t_win, t_gate, checksum = 0.0;
+    const float scale = 1.0f / sqrtf((float)D);
+    char what[128];
+
+    printf("libnsa %s: %s\n", nsa_version_string(), nsa_build_info());
+    printf("NSA layer: T=%d tokens, %d query heads on %d kv head(s), D=%d, Dv=%d\n", T, N1, N2,
+           D, DV);
+    printf("  compression l=%d d=%d, selection l'=%d k=%d, window w=%d\n", CMP_L, CMP_D, SEL_L,
+           SEL_K, WINDOW);
 
     /* 1. compress K and V */
+    cp.compress_block_size = CMP_L;
+    cp.compress_stride = CMP_D;
+    cp.actual_seq_len = &cum_t;
+    cp.actual_seq_len_count = 1;
+    CHECK(nsa_compress_output_rows(&cp, &tc));
     {
-        int64_t sk[3] = {t, N2, D}, sv[3] = {t, N2, DV}, sw[2] = {CMP_L, N2};
-        int64_t skc[3] = {tc, N2, D}, svc[3] = {tc, N2, DV};
-        nsa_tensor tk = nsa_tensor_contiguous(k, NSA_DTYPE_F32, 3, sk);
-        nsa_tensor tv = nsa_tensor_contiguous(v, NSA_DTYPE_F32, 3, sv);
-        nsa_tensor tw = nsa_tensor_contiguous(w, NSA_DTYPE_F32, 2, sw);
-        nsa_tensor tkc = nsa_tensor_contiguous(kc, NSA_DTYPE_F32, 3, skc);
-        nsa_tensor tvc = nsa_tensor_contiguous(vc, NSA_DTYPE_F32, 3, svc);
-        nsa_compress_params p = nsa_compress_params_default();
-        p.compress_block_size = CMP_L;
-        p.compress_stride = CMP_D;
-        p.actual_seq_len = cum_t;
-        p.actual_seq_len_count = 1;
+        const int64_t kc_shape[3] = {tc, N2, D}, vc_shape[3] = {tc, N2, DV};
+        nsa_tensor tkc, tvc;
+        k_cmp = (float *)zeros(sizeof(float) * (size_t)tc * N2 * D);
+        v_cmp = (float *)zeros(sizeof(float) * (size_t)tc * N2 * DV);
+        tkc = nsa_tensor_contiguous(k_cmp, NSA_DTYPE_F32, 3, kc_shape);
+        tvc = nsa_tensor_contiguous(v_cmp, NSA_DTYPE_F32, 3, vc_shape);
         t0 = now();
-        check(nsa_compress(ctx, &tk, &tw, &p, &tkc), "nsa_compress(key)");
-        check(nsa_compress(ctx, &tv, &tw, &p, &tvc), "nsa_compress(value)");
+        CHECK(nsa_compress(NULL, &tk, &twk, &cp, &tkc));
+        CHECK(nsa_compress(NULL, &tv, &twv, &cp, &tvc));
         t_cmp = now() - t0;
-    }
-    printf("  1. compress       K %lldx%dx%d -> %lldx%dx%d, V -> %lldx%dx%d   %8.2f ms\n",
-           (long long)t, N2, D, (long long)tc, N2, D, (long long)tc, N2, DV, t_cmp * 1e3);
+        snprintf(what, sizeof what, "K (%d,%d,%d) -> (%lld,%d,%d), V -> (%lld,%d,%d)", T, N2, D,
+                 (long long)tc, N2, D, (long long)tc, N2, DV);
+        report("1. compress", what, t_cmp);
 
-    /* 2. compressed attention with top-k selection. Compressed block j covers tokens
-     * [j*d, j*d + l): a query at position s may see it when j*d + l <= s + 1. The paper always
-     * attends the first selection block and the local ones (the block of s and the one before),
-     * which topk_mask forces. */
-    for (i = 0; i < t; i++) {
-        for (j = 0; j < tc; j++)
-            amask[i * tc + j] = (uint8_t)(j * CMP_D + CMP_L > i + 1);
-        for (j = 0; j < nsel; j++)
-            tmask[i * nsel + j] = (uint8_t)(j == 0 || j == i / SEL_L || j == i / SEL_L - 1);
-    }
-    {
-        int64_t sq[3] = {t, N1, D}, skc[3] = {tc, N2, D}, svc[3] = {tc, N2, DV};
-        int64_t so[3] = {t, N1, DV}, sam[2] = {t, tc}, stm[2] = {t, nsel};
-        int64_t sidx[3] = {t, N2, SEL_K}, sst[3] = {t, N1, 8};
-        nsa_tensor tq = nsa_tensor_contiguous(q, NSA_DTYPE_F32, 3, sq);
-        nsa_tensor tkc = nsa_tensor_contiguous(kc, NSA_DTYPE_F32, 3, skc);
-        nsa_tensor tvc = nsa_tensor_contiguous(vc, NSA_DTYPE_F32, 3, svc);
-        nsa_tensor to = nsa_tensor_contiguous(o_cmp, NSA_DTYPE_F32, 3, so);
-        nsa_tensor tam = nsa_tensor_contiguous(amask, NSA_DTYPE_U8, 2, sam);
-        nsa_tensor ttm = nsa_tensor_contiguous(tmask, NSA_DTYPE_U8, 2, stm);
-        nsa_tensor tidx = nsa_tensor_contiguous(topk, NSA_DTYPE_I32, 3, sidx);
-        nsa_tensor tmax = nsa_tensor_contiguous(smax, NSA_DTYPE_F32, 3, sst);
-        nsa_tensor tsum = nsa_tensor_contiguous(ssum, NSA_DTYPE_F32, 3, sst);
-        nsa_compress_attention_params p = nsa_compress_attention_params_default();
-        p.scale_value = (double)scale;
-        p.head_num = N1;
-        p.compress_block_size = CMP_L;
-        p.compress_stride = CMP_D;
-        p.select_block_size = SEL_L;
-        p.select_block_count = SEL_K;
-        p.actual_seq_qlen = cum_t;
-        p.actual_seq_qlen_count = 1;
-        p.actual_cmp_seq_kvlen = cum_c;
-        p.actual_cmp_seq_kvlen_count = 1;
-        t0 = now();
-        check(nsa_compress_attention(ctx, &tq, &tkc, &tvc, &tam, &ttm, &p, &to, &tidx, &tmax,
-                                     &tsum),
-              "nsa_compress_attention");
-        t_catt = now() - t0;
-    }
-    printf("  2. compress_attn  Q %lldx%dx%d over %lld blocks -> out %lldx%dx%d, top-%d of %lld"
-           "   %8.2f ms\n",
-           (long long)t, N1, D, (long long)tc, (long long)t, N1, DV, SEL_K, (long long)nsel,
-           t_catt * 1e3);
+        /* 2. compression attention and top-k. Query s sees compressed key j once the window
+         *    j covers only past tokens: j*d + l - 1 <= s. Selection block J (l' tokens) of
+         *    query s is forced when it is block 0 or one of the two local blocks s/l', s/l'-1. */
+        sel_blocks = (tc + SEL_L / CMP_D - 1) / (SEL_L / CMP_D);
+        atten_mask = (uint8_t *)zeros((size_t)T * (size_t)tc);
+        topk_mask = (uint8_t *)zeros((size_t)T * (size_t)sel_blocks);
+        topk = (int32_t *)zeros(sizeof(int32_t) * T * N2 * SEL_K);
+        for (s = 0; s < T; s++) {
+            const int64_t local = s / SEL_L;
+            for (j = 0; j < tc; j++)
+                atten_mask[s * tc + j] = j * CMP_D + CMP_L - 1 > s;
+            topk_mask[s * sel_blocks] = 1;
+            if (local < sel_blocks)
+                topk_mask[s * sel_blocks + local] = 1;
+            if (local >= 1 && local - 1 < sel_blocks)
+                topk_mask[s * sel_blocks + local - 1] = 1;
+        }
+        {
+            const int64_t am_shape[2] = {T, tc}, tm_shape[2] = {T, sel_blocks};
+            const int64_t ti_shape[3] = {T, N2, SEL_K}, st_shape[3] = {T, N1, 8};
+            const int64_t cum_cmp = tc;
+            nsa_tensor tam = nsa_tensor_contiguous(atten_mask, NSA_DTYPE_U8, 2, am_shape);
+            nsa_tensor ttm = nsa_tensor_contiguous(topk_mask, NSA_DTYPE_U8, 2, tm_shape);
+            nsa_tensor tti = nsa_tensor_contiguous(topk, NSA_DTYPE_I32, 3, ti_shape);
+            nsa_tensor tmx = nsa_tensor_contiguous(cmp_max, NSA_DTYPE_F32, 3, st_shape);
+            nsa_tensor tsm = nsa_tensor_contiguous(cmp_sum, NSA_DTYPE_F32, 3, st_shape);
+            cap.scale_value = (double)scale;
+            cap.head_num = N1;
+            cap.compress_block_size = CMP_L;
+            cap.compress_stride = CMP_D;
+            cap.select_block_size = SEL_L;
+            cap.select_block_count = SEL_K;
+            cap.actual_seq_qlen = &cum_t;
+            cap.actual_seq_qlen_count = 1;
+            cap.actual_cmp_seq_kvlen = &cum_cmp;
+            cap.actual_cmp_seq_kvlen_count = 1;
+            t0 = now();
+            CHECK(nsa_compress_attention(NULL, &tq, &tkc, &tvc, &tam, &ttm, &cap, &tcmp_out,
+                                         &tti, &tmx, &tsm));
+            t_catt = now() - t0;
+            snprintf(what, sizeof what, "out (%d,%d,%d), topk_indices (%d,%d,%d) of %lld blocks", T,
+                     N1, DV, T, N2, SEL_K, (long long)sel_blocks);
+            report("2. compress_attention", what, t_catt);
 
-    /* 3. selected attention over the chosen 64-token blocks, causal */
-    {
-        int64_t sq[3] = {t, N1, D}, sk[3] = {t, N2, D}, sv[3] = {t, N2, DV};
-        int64_t so[3] = {t, N1, DV}, sidx[3] = {t, N2, SEL_K};
-        nsa_tensor tq = nsa_tensor_contiguous(q, NSA_DTYPE_F32, 3, sq);
-        nsa_tensor tk = nsa_tensor_contiguous(k, NSA_DTYPE_F32, 3, sk);
-        nsa_tensor tv = nsa_tensor_contiguous(v, NSA_DTYPE_F32, 3, sv);
-        nsa_tensor to = nsa_tensor_contiguous(o_sel, NSA_DTYPE_F32, 3, so);
-        nsa_tensor tidx = nsa_tensor_contiguous(topk, NSA_DTYPE_I32, 3, sidx);
-        nsa_select_attention_params p = nsa_select_attention_params_default();
-        p.scale_value = (double)scale;
-        p.head_num = N1;
-        p.select_block_size = SEL_L;
-        p.select_block_count = SEL_K;
-        p.actual_seq_qlen = cum_t;
-        p.actual_seq_qlen_count = 1;
-        p.actual_seq_kvlen = cum_t;
-        p.actual_seq_kvlen_count = 1;
-        p.sparse_mode = 2;
-        t0 = now();
-        check(nsa_select_attention(ctx, &tq, &tk, &tv, &tidx, &p, &to, NULL, NULL),
-              "nsa_select_attention");
-        t_sel = now() - t0;
+            /* 3. selection attention over the chosen blocks of the original K, V */
+            sp.scale_value = (double)scale;
+            sp.head_num = N1;
+            sp.select_block_size = SEL_L;
+            sp.select_block_count = SEL_K;
+            sp.actual_seq_qlen = &cum_t;
+            sp.actual_seq_qlen_count = 1;
+            sp.actual_seq_kvlen = &cum_t;
+            sp.actual_seq_kvlen_count = 1;
+            sp.sparse_mode = 2;
+            t0 = now();
+            CHECK(nsa_select_attention(NULL, &tq, &tk, &tv, &tti, &sp, &tsel_out, NULL, NULL));
+            t_sel = now() - t0;
+            snprintf(what, sizeof what, "out (%d,%d,%d), %d blocks x %d keys per token", T, N1, DV,
+                     SEL_K, SEL_L);
+            report("3. select_attention", what, t_sel);
+        }
     }
-    printf("  3. select_attn    %d blocks of %d keys per token and kv head -> %lldx%dx%d"
-           "   %8.2f ms\n",
-           SEL_K, SEL_L, (long long)t, N1, DV, t_sel * 1e3);
 
-    /* 4. sliding window through the flex engine: the TND tensors seen as (1, H, T, E) */
+    /* 4. sliding window through the flex engine: the TND buffers seen as (B=1, H, L, E) */
     {
-        int64_t sq[4] = {1, N1, t, D}, stq[4] = {t * N1 * D, D, N1 * D, 1};
-        int64_t sk[4] = {1, N2, t, D}, stk[4] = {t * N2 * D, D, N2 * D, 1};
-        int64_t sv[4] = {1, N2, t, DV}, stv[4] = {t * N2 * DV, DV, N2 * DV, 1};
-        int64_t so[4] = {1, N1, t, DV}, sto[4] = {t * N1 * DV, DV, N1 * DV, 1};
-        nsa_tensor tq = nsa_tensor_strided(q, NSA_DTYPE_F32, 4, sq, stq);
-        nsa_tensor tk = nsa_tensor_strided(k, NSA_DTYPE_F32, 4, sk, stk);
-        nsa_tensor tv = nsa_tensor_strided(v, NSA_DTYPE_F32, 4, sv, stv);
-        nsa_tensor to = nsa_tensor_strided(o_win, NSA_DTYPE_F32, 4, so, sto);
-        nsa_mask_mod *window = NULL;
-        nsa_block_mask *bm = NULL;
-        nsa_flex_params p = nsa_flex_params_default();
-        p.scale = scale;
-        p.enable_gqa = 1;
+        const int64_t fq_shape[4] = {1, N1, T, D}, fq_stride[4] = {0, D, N1 * D, 1};
+        const int64_t fk_shape[4] = {1, N2, T, D}, fk_stride[4] = {0, D, N2 * D, 1};
+        const int64_t fv_shape[4] = {1, N2, T, DV}, fv_stride[4] = {0, DV, N2 * DV, 1};
+        const int64_t fo_shape[4] = {1, N1, T, DV}, fo_stride[4] = {0, DV, N1 * DV, 1};
+        nsa_tensor fq = nsa_tensor_strided(q, NSA_DTYPE_F32, 4, fq_shape, fq_stride);
+        nsa_tensor fk = nsa_tensor_strided(k, NSA_DTYPE_F32, 4, fk_shape, fk_stride);
+        nsa_tensor fv = nsa_tensor_strided(v, NSA_DTYPE_F32, 4, fv_shape, fv_stride);
+        nsa_tensor fo = nsa_tensor_strided(win_out, NSA_DTYPE_F32, 4, fo_shape, fo_stride);
         t0 = now();
-        check(nsa_mask_mod_sliding_window(WINDOW, &window), "nsa_mask_mod_sliding_window");
-        check(nsa_block_mask_create(ctx, window, 1, 1, t, t, 128, 128, &bm),
-              "nsa_block_mask_create");
-        check(nsa_flex_attention(ctx, &tq, &tk, &tv, bm, NULL, &p, &to, NULL),
-              "nsa_flex_attention");
+        CHECK(nsa_mask_mod_sliding_window(WINDOW, &window));
+        CHECK(nsa_block_mask_create(NULL, window, 1, 1, T, T, 128, 128, &block_mask));
+        fp.scale = scale;
+        fp.enable_gqa = 1;
+        CHECK(nsa_flex_attention(NULL, &fq, &fk, &fv, block_mask, NULL, &fp, &fo, NULL));
         t_win = now() - t0;
-        nsa_block_mask_free(bm);
+        snprintf(what, sizeof what, "out (%d,%d,%d), window %d via flex_attention", T, N1, DV,
+                 WINDOW);
+        report("4. sliding window", what, t_win);
+        nsa_block_mask_free(block_mask);
         nsa_mask_mod_free(window);
     }
-    printf("  4. sliding window %d tokens through flex_attention -> %lldx%dx%d"
-           "   %8.2f ms\n",
-           WINDOW, (long long)t, N1, DV, t_win * 1e3);
 
-    /* 5. gated sum: each token and head mixes the branches with sigmoid gates */
-    for (i = 0; i < t; i++)
-        for (h = 0; h < N1; h++) {
-            const float *g = gate + (i * N1 + h) * 3;
-            float g0 = 1.0f / (1.0f + expf(-4.0f * g[0])), g1 = 1.0f / (1.0f + expf(-4.0f * g[1]));
-            float g2 = 1.0f / (1.0f + expf(-4.0f * g[2]));
-            for (c = 0; c < DV; c++) {
-                int64_t at = (i * N1 + h) * DV + c;
-                checksum += (double)(g0 * o_cmp[at] + g1 * o_sel[at] + g2 * o_win[at]);
-            }
+    /* 5. gated sum: o = g_cmp * cmp + g_sel * sel + g_win * win, g = sigmoid(gate logits) */
+    t0 = now();
+    for (i = 0; i < (int64_t)T * N1; i++) {
+        const float g_cmp = 1.0f / (1.0f + expf(-gates[3 * i]));
+        const float g_sel = 1.0f / (1.0f + expf(-gates[3 * i + 1]));
+        const float g_win = 1.0f / (1.0f + expf(-gates[3 * i + 2]));
+        for (j = 0; j < DV; j++) {
+            const int64_t e = i * DV + j;
+            out[e] = g_cmp * cmp_out[e] + g_sel * sel_out[e] + g_win * win_out[e];
+            checksum += (double)out[e];
         }
-    printf("  5. gated sum of the three branches -> %lldx%dx%d\n", (long long)t, N1, DV);
-    printf("total %.2f ms, checksum %.6f\n", (t_cmp + t_catt + t_sel + t_win) * 1e3, checksum);
+    }
+    t_gate = now() - t0;
+    snprintf(what, sizeof what, "out (%d,%d,%d)", T, N1, DV);
+    report("5. gated sum", what, t_gate);
+    printf("total %.2f ms, checksum %.6f\n",
+           (t_cmp + t_catt + t_sel + t_win + t_gate) * 1e3, checksum);
+    if (!(checksum == checksum)) {
+        fprintf(stderr, "the output holds NaN\n");
+        return 1;
+    }
 
     free(q);
     free(k);
     free(v);
-    free(w);
-    free(kc);
-    free(vc);
-    free(o_cmp);
-    free(o_sel);
-    free(o_win);
-    free(smax);
-    free(ssum);
+    free(wk);
+    free(wv);
+    free(gates);
+    free(cmp_out);
+    free(sel_out);
+    free(win_out);
+    free(out);
+    free(cmp_max);
+    free(cmp_sum);
+    free(k_cmp);
+    free(v_cmp);
+    free(atten_mask);
+    free(topk_mask);
     free(topk);
-    free(amask);
-    free(tmask);
-    free(gate);
-    nsa_context_destroy(ctx);
-    return isfinite(checksum) ? 0 : 1;
+    return 0;
 }
