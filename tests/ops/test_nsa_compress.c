@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "expect_status.h"
+#include "test_status.h"
 #include "reliability.h"
 #include "test_util.h"
 
@@ -453,115 +453,115 @@ static void validation_errors(void **state)
     assert_int_equal(nsa_compress(NULL, &in, &wt, &p, &o), NSA_SUCCESS);
     assert_string_equal(nsa_last_error(), "");
 
-    test_expect_error(nsa_compress(NULL, NULL, &wt, &p, &o), NSA_ERR_NULL_POINTER,
+    test_expect_status(nsa_compress(NULL, NULL, &wt, &p, &o), NSA_ERR_NULL_POINTER,
            "input must not be NULL");
-    test_expect_error(nsa_compress(NULL, &in, NULL, &p, &o), NSA_ERR_NULL_POINTER,
+    test_expect_status(nsa_compress(NULL, &in, NULL, &p, &o), NSA_ERR_NULL_POINTER,
            "weight must not be NULL");
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, NULL), NSA_ERR_NULL_POINTER,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, NULL), NSA_ERR_NULL_POINTER,
            "output must not be NULL");
-    test_expect_error(nsa_compress(NULL, &in, &wt, NULL, &o), NSA_ERR_NULL_POINTER, "params");
+    test_expect_status(nsa_compress(NULL, &in, &wt, NULL, &o), NSA_ERR_NULL_POINTER, "params");
     q = p;
     q.actual_seq_len = NULL;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_NULL_POINTER,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_NULL_POINTER,
            "actual_seq_len must not be NULL");
     q = p;
     q.actual_seq_len_count = 0;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
            "actual_seq_len_count must be >= 1");
     /* dtypes */
     bad = wt;
     bad.dtype = NSA_DTYPE_BF16;
-    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "weight dtype (bf16) must equal input dtype (f16)");
     bad = in;
     bad.dtype = NSA_DTYPE_I8;
-    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "input dtype must be one of");
     /* ranks */
     bad = in;
     bad.ndim = 2;
-    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "input must have 3 dimensions");
     bad = wt;
     bad.ndim = 3;
     bad.shape[2] = 1;
     bad.stride[2] = 1;
-    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "weight must have 2 dimensions");
     /* N, D */
     bad = in;
     bad.shape[1] = 0;
-    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "head count N) must be >= 1");
     bad = in;
     bad.shape[2] = 0;
-    test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &bad, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "head dim D) must be >= 1");
     /* weight shape */
     bad = wt;
     bad.shape[0] = 16;
-    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "weight.shape[0] must be compress_block_size");
     bad = wt;
     bad.shape[1] = 1;
-    test_expect_error(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &bad, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "weight.shape[1] must be input.shape[1]");
     /* l and d */
     q = p;
     q.compress_block_size = 40;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
            "compress_block_size must be a multiple of 16, got 40");
     q = p;
     q.compress_stride = 24;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
            "compress_stride must be a multiple of 16, got 24");
     q = p;
     q.compress_stride = 0;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
            "compress_stride must be >= 16, got 0");
     q = p;
     q.compress_block_size = 144;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
            "compress_block_size must be <= 128, got 144");
     q = p;
     q.compress_stride = 48;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &q, &o), NSA_ERR_INVALID_ARGUMENT,
            "compress_stride (48) must be <= compress_block_size (32)");
     /* prefix sums */
     seq[0] = 70;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "actual_seq_len must be non-decreasing");
     seq[0] = -1;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "actual_seq_len must be non-decreasing");
     seq[0] = 32;
     seq[1] = 60;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &o), NSA_ERR_INVALID_ARGUMENT,
            "actual_seq_len[1] (the last) must equal input.shape[0] (64), got 60");
     seq[1] = 64;
     /* output */
     bad = o;
     bad.shape[0] = 3;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
            "output.shape[0] must be the window count");
     bad = o;
     bad.shape[2] = 8;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
            "output.shape[2] must be input.shape[2]");
     bad = o;
     bad.dtype = NSA_DTYPE_I32;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
            "output dtype must be one of");
     bad = o;
     bad.data = x;
-    test_expect_error(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress(NULL, &in, &wt, &p, &bad), NSA_ERR_INVALID_ARGUMENT,
            "output must not overlap input");
     /* output_rows helper */
-    test_expect_error(nsa_compress_output_rows(&p, NULL), NSA_ERR_NULL_POINTER,
+    test_expect_status(nsa_compress_output_rows(&p, NULL), NSA_ERR_NULL_POINTER,
            "rows must not be NULL");
     q = p;
     q.compress_stride = 0;
-    test_expect_error(nsa_compress_output_rows(&q, &rows), NSA_ERR_INVALID_ARGUMENT,
+    test_expect_status(nsa_compress_output_rows(&q, &rows), NSA_ERR_INVALID_ARGUMENT,
            "must be >= 1");
 
     /* strict level */
@@ -574,7 +574,7 @@ static void validation_errors(void **state)
     {
         nsa_tensor o8 = o;
         o8.shape[2] = 8;
-        test_expect_error(nsa_compress(NULL, &bad, &wt, &p, &o8), NSA_ERR_UNSUPPORTED,
+        test_expect_status(nsa_compress(NULL, &bad, &wt, &p, &o8), NSA_ERR_UNSUPPORTED,
                "(D) must be a multiple of 16 under strict");
         p.validation = NSA_VALIDATE_DEFAULT;
         assert_int_equal(nsa_compress(NULL, &bad, &wt, &p, &o8), NSA_SUCCESS);
@@ -584,13 +584,13 @@ static void validation_errors(void **state)
         /* D = 272 and N = 129 only need valid views: use broadcast (stride 0) inputs */
         nsa_tensor big = in, wbig = wt, obig = o;
         big.shape[2] = 272, big.stride[2] = 0, big.stride[1] = 0, big.stride[0] = 0;
-        test_expect_error(nsa_compress(NULL, &big, &wt, &p, &o), NSA_ERR_UNSUPPORTED,
+        test_expect_status(nsa_compress(NULL, &big, &wt, &p, &o), NSA_ERR_UNSUPPORTED,
                "(D) must be <= 256 under strict");
         big = in;
         big.shape[1] = 129, big.stride[1] = 0;
         wbig.shape[1] = 129, wbig.stride[1] = 0;
         obig.shape[1] = 129;
-        test_expect_error(nsa_compress(NULL, &big, &wbig, &p, &obig), NSA_ERR_UNSUPPORTED,
+        test_expect_status(nsa_compress(NULL, &big, &wbig, &p, &obig), NSA_ERR_UNSUPPORTED,
                "(N) must be <= 128 under strict");
     }
     bad = in;
@@ -598,14 +598,14 @@ static void validation_errors(void **state)
     {
         nsa_tensor w32 = wt;
         w32.dtype = NSA_DTYPE_F32;
-        test_expect_error(nsa_compress(NULL, &bad, &w32, &p, &o), NSA_ERR_UNSUPPORTED,
+        test_expect_status(nsa_compress(NULL, &bad, &w32, &p, &o), NSA_ERR_UNSUPPORTED,
                "f16 or bf16 under strict");
     }
     {
         int64_t seq0[3] = {32, 32, 64};
         nsa_compress_params z = params(32, 16, seq0, 3);
         z.validation = NSA_VALIDATE_STRICT;
-        test_expect_error(nsa_compress(NULL, &in, &wt, &z, &o), NSA_ERR_UNSUPPORTED,
+        test_expect_status(nsa_compress(NULL, &in, &wt, &z, &o), NSA_ERR_UNSUPPORTED,
                "segment 1 is empty");
     }
 }
