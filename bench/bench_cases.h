@@ -28,6 +28,7 @@ typedef struct bench_row {
 typedef struct bench_case {
     const char *name;
     int (*run)(const bench_env *env, bench_row *rows, int cap);
+    int on_request; /* 1: slow; runs only when named on the command line */
 } bench_case;
 
 int bench_reps(void);

@@ -19,4 +19,4 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     return 1;
 }
 
-const bench_case bench_stream_ceiling = {"ceiling_stream", run};
+const bench_case bench_stream_ceiling = {"ceiling_stream", run, 0};

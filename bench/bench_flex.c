@@ -133,4 +133,4 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     return n;
 }
 
-const bench_case bench_flex = {"flex", run};
+const bench_case bench_flex = {"flex", run, 0};

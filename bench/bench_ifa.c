@@ -155,4 +155,4 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     return n;
 }
 
-const bench_case bench_ifa = {"ifa", run};
+const bench_case bench_ifa = {"ifa", run, 0};

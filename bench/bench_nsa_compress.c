@@ -131,4 +131,4 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     return n;
 }
 
-const bench_case bench_nsa_compress = {"nsa_compress", run};
+const bench_case bench_nsa_compress = {"nsa_compress", run, 0};

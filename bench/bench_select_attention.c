@@ -187,4 +187,4 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     return 5;
 }
 
-const bench_case bench_select_attention = {"select_attention", run};
+const bench_case bench_select_attention = {"select_attention", run, 0};

@@ -71,11 +71,12 @@ static const bench_case *g_cases[] = {
 #undef BENCH_CASE
 };
 
-static int selected(const char *name, int argc, char **argv, int first)
+static int selected(const bench_case *c, int argc, char **argv, int first)
 {
+    const char *name = c->name;
     int i;
     if (first >= argc)
-        return 1;
+        return !c->on_request;
     for (i = first; i < argc; i++)
         if (strstr(name, argv[i]))
             return 1;
@@ -128,7 +129,7 @@ int main(int argc, char **argv)
         for (c = 0; c < sizeof g_cases / sizeof g_cases[0]; c++) {
             bench_row rows[8];
             int n;
-            if (!selected(g_cases[c]->name, argc, argv, first))
+            if (!selected(g_cases[c], argc, argv, first))
                 continue;
             n = g_cases[c]->run(&env, rows, 8);
             for (i = 0; i < n; i++) {

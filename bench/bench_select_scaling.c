@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* On request (`nsa_bench select_scaling`, slow: the dense runs take tens of seconds):
+ * nsa_select_attention per token at T = 8k, 16k, 32k next to a causal dense attention of the
+ * same size through flex (GQA 16:1, D = 192, Dv = 128, bf16). Selection follows what
+ * compress_attention's forced blocks give: the first block and the 15 local ones. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_cases.h"
+#include "bench_util.h"
+
+enum { N1 = 16, D = 192, DV = 128, BLK = 64, CNT = 16 };
+
+typedef struct scale_case {
+    nsa_tensor q, k, v, idx, out, fq, fk, fv, fo;
+    nsa_select_attention_params p;
+    nsa_block_mask *causal;
+    nsa_flex_params fp;
+    int64_t cum[1];
+} scale_case;
+
+static nsa_status run_select(void *arg, nsa_context *ctx)
+{
+    scale_case *c = (scale_case *)arg;
+    return nsa_select_attention(ctx, &c->q, &c->k, &c->v, &c->idx, &c->p, &c->out, NULL, NULL);
+}
+
+static nsa_status run_dense(void *arg, nsa_context *ctx)
+{
+    scale_case *c = (scale_case *)arg;
+    return nsa_flex_attention(ctx, &c->fq, &c->fk, &c->fv, c->causal, NULL, &c->fp, &c->fo, NULL);
+}
+
+/* Microseconds per token of select and of causal dense attention at T tokens. */
+static void measure(const bench_env *env, int64_t t, double *sel_us, double *dense_us)
+{
+    const size_t nq = (size_t)(t * N1 * D), nk = (size_t)(t * D), nv = (size_t)(t * DV);
+    const size_t no = (size_t)(t * N1 * DV);
+    int64_t sq[3] = {t, N1, D}, sk[3] = {t, 1, D}, sv[3] = {t, 1, DV}, so[3] = {t, N1, DV};
+    int64_t si[3] = {t, 1, CNT}, i, c;
+    /* the same TND memory seen as (1, H, T, E) for flex */
+    int64_t fq[4] = {1, N1, t, D}, fqs[4] = {t * N1 * D, D, N1 * D, 1};
+    int64_t fk[4] = {1, 1, t, D}, fks[4] = {t * D, D, D, 1};
+    int64_t fv[4] = {1, 1, t, DV}, fvs[4] = {t * DV, DV, DV, 1};
+    int64_t fo[4] = {1, N1, t, DV}, fos[4] = {t * N1 * DV, DV, N1 * DV, 1};
+    float *tmp = bench_alloc(sizeof(float) * nq);
+    void *q = bench_alloc(nq * 2), *k = bench_alloc(nk * 2), *v = bench_alloc(nv * 2);
+    void *o = bench_alloc(no * 2);
+    int32_t *idx = bench_alloc(sizeof(int32_t) * (size_t)(t * CNT));
+    nsa_mask_mod *mm = NULL;
+    scale_case sc;
+    bench_fill(tmp, nq, 31);
+    nsa_convert(tmp, NSA_DTYPE_F32, 1, q, NSA_DTYPE_BF16, 1, (int64_t)nq, NSA_ROUND_NEAREST_EVEN);
+    bench_fill(tmp, nk, 32);
+    nsa_convert(tmp, NSA_DTYPE_F32, 1, k, NSA_DTYPE_BF16, 1, (int64_t)nk, NSA_ROUND_NEAREST_EVEN);
+    bench_fill(tmp, nv, 33);
+    nsa_convert(tmp, NSA_DTYPE_F32, 1, v, NSA_DTYPE_BF16, 1, (int64_t)nv, NSA_ROUND_NEAREST_EVEN);
+    for (i = 0; i < t; i++)
+        for (c = 0; c < CNT; c++) {
+            int64_t b = c == 0 ? 0 : i / BLK - (c - 1);
+            idx[i * CNT + c] = (int32_t)(b < 0 ? 0 : b);
+        }
+    sc.q = nsa_tensor_contiguous(q, NSA_DTYPE_BF16, 3, sq);
+    sc.k = nsa_tensor_contiguous(k, NSA_DTYPE_BF16, 3, sk);
+    sc.v = nsa_tensor_contiguous(v, NSA_DTYPE_BF16, 3, sv);
+    sc.out = nsa_tensor_contiguous(o, NSA_DTYPE_BF16, 3, so);
+    sc.idx = nsa_tensor_contiguous(idx, NSA_DTYPE_I32, 3, si);
+    sc.fq = nsa_tensor_strided(q, NSA_DTYPE_BF16, 4, fq, fqs);
+    sc.fk = nsa_tensor_strided(k, NSA_DTYPE_BF16, 4, fk, fks);
+    sc.fv = nsa_tensor_strided(v, NSA_DTYPE_BF16, 4, fv, fvs);
+    sc.fo = nsa_tensor_strided(o, NSA_DTYPE_BF16, 4, fo, fos);
+    sc.p = nsa_select_attention_params_default();
+    sc.p.scale_value = 0.07;
+    sc.p.select_block_size = BLK;
+    sc.p.select_block_count = CNT;
+    sc.p.sparse_mode = 2;
+    sc.cum[0] = t;
+    sc.p.actual_seq_qlen = sc.cum;
+    sc.p.actual_seq_qlen_count = 1;
+    sc.p.actual_seq_kvlen = sc.cum;
+    sc.p.actual_seq_kvlen_count = 1;
+    sc.fp = nsa_flex_params_default();
+    sc.fp.scale = 0.07f;
+    sc.fp.enable_gqa = 1;
+    nsa_mask_mod_causal(&mm);
+    sc.causal = NULL;
+    nsa_block_mask_create(env->ctx, mm, 1, 1, t, t, 128, 128, &sc.causal);
+    *sel_us = bench_time_op(run_select, &sc, env->ctx) / (double)t * 1e6;
+    *dense_us = bench_time_op(run_dense, &sc, env->ctx) / (double)t * 1e6;
+    nsa_block_mask_free(sc.causal);
+    nsa_mask_mod_free(mm);
+    free(tmp);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(idx);
+}
+
+static int run(const bench_env *env, bench_row *rows, int cap)
+{
+    static const int64_t full[3] = {8192, 16384, 32768};
+    double sel[3], dense[3];
+    int i;
+    if (cap < 3)
+        return 0;
+    for (i = 0; i < 3; i++) {
+        const int64_t t = bench_len(full[i]);
+        measure(env, t, &sel[i], &dense[i]);
+        snprintf(rows[i].label, sizeof rows[i].label,
+                 "select us/token T=%lld; figure: causal dense us/token / select's", (long long)t);
+        rows[i].measured = sel[i];
+        rows[i].unit = "us";
+        rows[i].figure = dense[i] / sel[i];
+        rows[i].target = 1.0;
+        rows[i].lower_is_better = 0;
+    }
+    return 3;
+}
+
+const bench_case bench_select_scaling = {"select_scaling", run, 1};
