@@ -38,6 +38,9 @@ int64_t bench_len(int64_t full);
 double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
                      nsa_context *ctx);
 void *bench_alloc(size_t bytes);
+/* Fill a row; the label is a printf format. */
+void bench_set_row(bench_row *r, double measured, const char *unit, double figure, double target,
+                   int lower_is_better, const char *label_fmt, ...);
 /* Deterministic values in [-0.5, 0.5]. */
 void bench_fill(float *x, size_t n, unsigned seed);
 

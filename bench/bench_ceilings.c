@@ -10,12 +10,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     double bw = bench_stream_read((size_t)1 << 30, env->threads, bench_reps());
     if (cap < 1)
         return 0;
-    snprintf(rows[0].label, sizeof rows[0].label, "ceiling: stream read 1 GiB (GB/s)");
-    rows[0].measured = bw * 1e-9;
-    rows[0].unit = "GB";
-    rows[0].figure = 1.0;
-    rows[0].target = 0.0;
-    rows[0].lower_is_better = 0;
+    bench_set_row(&rows[0], bw * 1e-9, "GB", 1.0, 0.0, 0, "ceiling: stream read 1 GiB (GB/s)");
     return 1;
 }
 

@@ -69,17 +69,6 @@ static double time_flex(const bench_env *env, int64_t h, int64_t l, nsa_dtype dt
     return sec;
 }
 
-static void row(bench_row *r, const char *label, double measured, const char *unit,
-                double figure, double target, int lower)
-{
-    snprintf(r->label, sizeof r->label, "%s", label);
-    r->measured = measured;
-    r->unit = unit;
-    r->figure = figure;
-    r->target = target;
-    r->lower_is_better = lower;
-}
-
 static double g_dense_1thread; /* seconds of the dense fp32 case on one thread */
 
 static int run(const bench_env *env, bench_row *rows, int cap)
@@ -88,7 +77,6 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     const double flops = 4.0 * 8.0 * (double)l * (double)l * 128.0;
     nsa_mask_mod *noop = NULL, *causal = NULL, *sw = NULL;
     double bd, bc, bb, bw, t_dense, t_bf16, t_causal, t_sw, t0, tm[32];
-    char label[96];
     int n = 0, r;
     nsa_block_mask *bm;
     if (cap < 6)
@@ -100,22 +88,21 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     t_bf16 = time_flex(env, 8, l, NSA_DTYPE_BF16, noop, &bb);
     t_causal = time_flex(env, 8, l, NSA_DTYPE_F32, causal, &bc);
     t_sw = time_flex(env, 8, lw, NSA_DTYPE_F32, sw, &bw);
-    snprintf(label, sizeof label, "flex dense fp32 B=1 H=8 L=S=%lld E=128: GFLOP/s / sgemm",
-             (long long)l);
-    row(&rows[n++], label, flops / t_dense * 1e-9, "GF", flops / t_dense * 1e-9 / env->sgemm_gflops,
-        0.85, 0);
-    row(&rows[n++], "flex dense bf16 inputs: GFLOP/s / the fp32 case", flops / t_bf16 * 1e-9,
-        "GF", t_dense / t_bf16, 0.95, 0);
-    row(&rows[n++], "flex causal: time / dense time (ms)", t_causal * 1e3, "ms",
-        t_causal / t_dense, 0.55, 1);
+    bench_set_row(&rows[n++], flops / t_dense * 1e-9, "GF",
+                  flops / t_dense * 1e-9 / env->sgemm_gflops, 0.85, 0,
+                  "flex dense fp32 B=1 H=8 L=S=%lld E=128: GFLOP/s / sgemm", (long long)l);
+    bench_set_row(&rows[n++], flops / t_bf16 * 1e-9, "GF", t_dense / t_bf16, 0.95, 0,
+                  "flex dense bf16 inputs: GFLOP/s / the fp32 case");
+    bench_set_row(&rows[n++], t_causal * 1e3, "ms", t_causal / t_dense, 0.55, 1,
+                  "flex causal: time / dense time (ms)");
     if (env->threads == 1)
         g_dense_1thread = t_dense;
     else if (g_dense_1thread > 0.0)
-        row(&rows[n++], "flex dense: speed-up over 1 thread", g_dense_1thread / t_dense, "x",
-            g_dense_1thread / t_dense, 1.85, 0);
-    snprintf(label, sizeof label,
-             "flex sliding window 1024 on %lld: time per block / dense's (ms)", (long long)lw);
-    row(&rows[n++], label, t_sw * 1e3, "ms", (t_sw / bw) / (t_dense / bd), 1.25, 1);
+        bench_set_row(&rows[n++], g_dense_1thread / t_dense, "x", g_dense_1thread / t_dense,
+                      1.85, 0, "flex dense: speed-up over 1 thread");
+    bench_set_row(&rows[n++], t_sw * 1e3, "ms", (t_sw / bw) / (t_dense / bd), 1.25, 1,
+                  "flex sliding window 1024 on %lld: time per block / dense's (ms)",
+                  (long long)lw);
     /* building the block mask alone */
     for (r = 0; r < bench_reps() && r < 32; r++) {
         t0 = bench_now();
@@ -123,10 +110,9 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         tm[r] = bench_now() - t0;
         nsa_block_mask_free(bm);
     }
-    snprintf(label, sizeof label, "create_block_mask causal %lld^2, 128-blocks (ms)",
-             (long long)lm);
     t0 = bench_median(tm, r) * 1e3;
-    row(&rows[n++], label, t0, "ms", t0, 10.0, 1);
+    bench_set_row(&rows[n++], t0, "ms", t0, 10.0, 1,
+                  "create_block_mask causal %lld^2, 128-blocks (ms)", (long long)lm);
     nsa_mask_mod_free(noop);
     nsa_mask_mod_free(causal);
     nsa_mask_mod_free(sw);

@@ -19,17 +19,6 @@ typedef struct ifa_bench {
     nsa_ifa_params prm;
 } ifa_bench;
 
-static void set_row(bench_row *r, const char *label, double measured, const char *unit,
-                    double figure, double target, int lower_is_better)
-{
-    snprintf(r->label, sizeof r->label, "%s", label);
-    r->measured = measured;
-    r->unit = unit;
-    r->figure = figure;
-    r->target = target;
-    r->lower_is_better = lower_is_better;
-}
-
 static nsa_status run_ifa(void *arg, nsa_context *ctx)
 {
     ifa_bench *b = (ifa_bench *)arg;
@@ -131,15 +120,13 @@ static int run(const bench_env *env, bench_row *rows, int cap)
 
     stream = bench_stream_read(2 * kv_elems * 2, env->threads, bench_reps());
 
-    {
-        char label[96];
-        snprintf(label, sizeof label, "ifa decode bf16 S=%lld: KV GB/s / stream", (long long)S);
-        set_row(&rows[0], label, 2.0 * (double)kv_elems * 2.0 / t16 * 1e-9, "GB",
-                2.0 * (double)kv_elems * 2.0 / t16 / stream, 0.8, 0);
-    }
-    set_row(&rows[1], "ifa decode int8 KV: time / bf16 time", t8 * 1e3, "ms", t8 / t16, 0.6, 1);
-    set_row(&rows[2], "ifa decode paged (128, shuffled) / contiguous", tpg * 1e3, "ms",
-            tpg / t16, 1.10, 1);
+    bench_set_row(&rows[0], 2.0 * (double)kv_elems * 2.0 / t16 * 1e-9, "GB",
+                  2.0 * (double)kv_elems * 2.0 / t16 / stream, 0.8, 0,
+                  "ifa decode bf16 S=%lld: KV GB/s / stream", (long long)S);
+    bench_set_row(&rows[1], t8 * 1e3, "ms", t8 / t16, 0.6, 1,
+                  "ifa decode int8 KV: time / bf16 time");
+    bench_set_row(&rows[2], tpg * 1e3, "ms", tpg / t16, 1.10, 1,
+                  "ifa decode paged (128, shuffled) / contiguous");
     n = 3;
 
     free(q);

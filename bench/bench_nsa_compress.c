@@ -43,17 +43,6 @@ static nsa_status run_cattn(void *arg, nsa_context *ctx)
                                   &a->topk, &a->smax, &a->ssum);
 }
 
-static void set_row(bench_row *r, const char *label, double measured, const char *unit,
-                    double figure)
-{
-    snprintf(r->label, sizeof r->label, "%s", label);
-    r->measured = measured;
-    r->unit = unit;
-    r->figure = figure;
-    r->target = 0.6;
-    r->lower_is_better = 0;
-}
-
 static int run(const bench_env *env, bench_row *rows, int cap)
 {
     const int64_t T = bench_len(65536), N = 16, D = 192;
@@ -80,8 +69,8 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         sec = bench_time_op(run_compress, &a, env->ctx);
         bytes = (double)(T * N * D) * 2 + (double)(rows_out * N * D) * 2;
         bw = bench_stream_read((size_t)bytes, env->threads, bench_reps());
-        set_row(&rows[n++], "nsa_compress bf16 T=64K N=16 D=192 (GB/s; / stream read)",
-                bytes / sec * 1e-9, "GB", bytes / sec / bw);
+        bench_set_row(&rows[n++], bytes / sec * 1e-9, "GB", bytes / sec / bw, 0.6, 0,
+                      "nsa_compress bf16 T=64K N=16 D=192 (GB/s; / stream read)");
         free(a.in.data);
         free(a.w.data);
         free(a.out.data);
@@ -118,8 +107,8 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         a.v = nsa_tensor_contiguous(bf16_values((size_t)(S2 * Dv), 5), NSA_DTYPE_BF16, 3, shape);
         sec = bench_time_op(run_cattn, &a, env->ctx);
         gf = 2.0 * (double)T1 * (double)N1 * (double)S2 * (double)(D + Dv) / sec * 1e-9;
-        set_row(&rows[n++], "nsa_compress_attention bf16 T1=8K S2=511 G=16 (GF; / sgemm)", gf,
-                "GF", gf / env->sgemm_gflops);
+        bench_set_row(&rows[n++], gf, "GF", gf / env->sgemm_gflops, 0.6, 0,
+                      "nsa_compress_attention bf16 T1=8K S2=511 G=16 (GF; / sgemm)");
         free(a.q.data);
         free(a.k.data);
         free(a.v.data);

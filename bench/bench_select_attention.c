@@ -147,21 +147,13 @@ static int rows_for(const bench_env *env, nsa_dtype dt, bench_row *rows, double 
     const double flop = 2.0 * (double)t_long * SEL_N1 * SEL_BC * SEL_BS * (SEL_D + SEL_DV);
     const double s_short = time_at(env, t_short, dt), s_long = time_at(env, t_long, dt);
     const double gflops = flop / s_long * 1e-9;
-    snprintf(rows[0].label, sizeof rows[0].label,
-             "select_attention T=%lld N1=16 D=192 l'=64 k=16 %s GF vs sgemm", (long long)t_long,
-             nsa_dtype_name(dt));
-    rows[0].measured = gflops;
-    rows[0].unit = "GF";
-    rows[0].figure = gflops / env->sgemm_gflops;
-    rows[0].target = 0.70;
-    rows[0].lower_is_better = 0;
-    snprintf(rows[1].label, sizeof rows[1].label, "select_attention %s us/token T=%lld vs T=%lld",
-             nsa_dtype_name(dt), (long long)t_long, (long long)t_short);
-    rows[1].measured = s_long / (double)t_long * 1e6;
-    rows[1].unit = "us";
-    rows[1].figure = (s_long / (double)t_long) / (s_short / (double)t_short);
-    rows[1].target = 1.15;
-    rows[1].lower_is_better = 1;
+    bench_set_row(&rows[0], gflops, "GF", gflops / env->sgemm_gflops, 0.70, 0,
+                  "select_attention T=%lld N1=16 D=192 l'=64 k=16 %s GF vs sgemm",
+                  (long long)t_long, nsa_dtype_name(dt));
+    bench_set_row(&rows[1], s_long / (double)t_long * 1e6, "us",
+                  (s_long / (double)t_long) / (s_short / (double)t_short), 1.15, 1,
+                  "select_attention %s us/token T=%lld vs T=%lld", nsa_dtype_name(dt),
+                  (long long)t_long, (long long)t_short);
     *s_short_out = s_short;
     return 2;
 }
@@ -177,13 +169,9 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     rows_for(env, NSA_DTYPE_BF16, rows, &sel_bf16);
     rows_for(env, NSA_DTYPE_F32, rows + 2, &sel_f32);
     dense = dense_time_at(env, t_short);
-    snprintf(rows[4].label, sizeof rows[4].label,
-             "causal dense (flex) bf16 us/token T=%lld; speed-up of select", (long long)t_short);
-    rows[4].measured = dense / (double)t_short * 1e6;
-    rows[4].unit = "us";
-    rows[4].figure = dense / sel_bf16;
-    rows[4].target = 1.0;
-    rows[4].lower_is_better = 0;
+    bench_set_row(&rows[4], dense / (double)t_short * 1e6, "us", dense / sel_bf16, 1.0, 0,
+                  "causal dense (flex) bf16 us/token T=%lld; speed-up of select",
+                  (long long)t_short);
     return 5;
 }
 

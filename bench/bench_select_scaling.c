@@ -107,13 +107,9 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     for (i = 0; i < 3; i++) {
         const int64_t t = bench_len(full[i]);
         measure(env, t, &sel[i], &dense[i]);
-        snprintf(rows[i].label, sizeof rows[i].label,
-                 "select us/token T=%lld; figure: causal dense us/token / select's", (long long)t);
-        rows[i].measured = sel[i];
-        rows[i].unit = "us";
-        rows[i].figure = dense[i] / sel[i];
-        rows[i].target = 1.0;
-        rows[i].lower_is_better = 0;
+        bench_set_row(&rows[i], sel[i], "us", dense[i] / sel[i], 1.0, 0,
+                      "select us/token T=%lld; figure: causal dense us/token / select's",
+                      (long long)t);
     }
     return 3;
 }

@@ -7,6 +7,7 @@
  *
  * --scale shrinks sequence lengths (e.g. 0.25 for a quick look); CASE names select rows. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,20 @@ void *bench_alloc(size_t bytes)
         exit(1);
     }
     return p;
+}
+
+void bench_set_row(bench_row *r, double measured, const char *unit, double figure, double target,
+                   int lower_is_better, const char *label_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, label_fmt);
+    vsnprintf(r->label, sizeof r->label, label_fmt, ap);
+    va_end(ap);
+    r->measured = measured;
+    r->unit = unit;
+    r->figure = figure;
+    r->target = target;
+    r->lower_is_better = lower_is_better;
 }
 
 void bench_fill(float *x, size_t n, unsigned seed)
