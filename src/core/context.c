@@ -116,6 +116,16 @@ int nsa_context_num_threads(const nsa_context *ctx)
     return ctx->num_threads;
 }
 
+size_t nsa_worker_count(const nsa_context *ctx, int64_t items)
+{
+    int threads = nsa_context_num_threads(ctx);
+    if (threads < 1)
+        threads = 1;
+    if (items < 1)
+        return 1;
+    return items < (int64_t)threads ? (size_t)items : (size_t)threads;
+}
+
 nsa_status nsa_context_set_workspace(nsa_context *ctx, void *workspace, size_t size)
 {
     nsa_clear_error();

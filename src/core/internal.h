@@ -40,6 +40,11 @@ NSA_INTERNAL void nsa_ctx_free(nsa_context *ctx, void *ptr);
 NSA_INTERNAL nsa_status nsa_workspace_acquire(nsa_context *ctx, size_t size, void **ptr);
 NSA_INTERNAL void nsa_workspace_release(nsa_context *ctx, void *ptr);
 
+/* Workers an op splits `items` independent items over (one scratch slice each): the context's
+ * threads, no more than the items, at least 1. Worker w takes items w, w + workers, ...; the
+ * split never changes what an item computes. */
+NSA_INTERNAL size_t nsa_worker_count(const nsa_context *ctx, int64_t items);
+
 /* Run fn(arg, i) for i in [0, n) on the context's threads (serially when it has one). */
 NSA_INTERNAL void nsa_parallel_for(nsa_context *ctx, nsa_task_fn fn, void *arg, size_t n);
 

@@ -368,14 +368,6 @@ static size_t count_tasks(const nsa_compress_params *p, int64_t N, int64_t D)
     return n;
 }
 
-static size_t workers_for(nsa_context *ctx, size_t ntasks)
-{
-    size_t nt = (size_t)nsa_context_num_threads(ctx);
-    if (nt < 1)
-        nt = 1;
-    return ntasks < nt ? (ntasks ? ntasks : 1) : nt;
-}
-
 /* Workspace layout: task list, then one scratch slice per worker. */
 static size_t workspace_bytes(size_t ntasks, size_t nworkers, int64_t l, int64_t N, int64_t D,
                               size_t *slice_bytes)
@@ -403,7 +395,7 @@ nsa_status nsa_compress_workspace_size(nsa_context *ctx, const nsa_tensor *input
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "cannot create the default context");
     ntasks = count_tasks(params, input->shape[1], input->shape[2]);
-    *size = workspace_bytes(ntasks, workers_for(ctx, ntasks), params->compress_block_size,
+    *size = workspace_bytes(ntasks, nsa_worker_count(ctx, ntasks), params->compress_block_size,
                             input->shape[1], input->shape[2], &slice);
     return NSA_SUCCESS;
 }
@@ -440,7 +432,7 @@ nsa_status nsa_compress(nsa_context *ctx, const nsa_tensor *input, const nsa_ten
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "cannot create the default context");
     ntasks = count_tasks(params, N, D);
-    nworkers = workers_for(ctx, ntasks);
+    nworkers = nsa_worker_count(ctx, ntasks);
     bytes = workspace_bytes(ntasks, nworkers, params->compress_block_size, N, D, &slice);
     if ((st = nsa_workspace_acquire(ctx, bytes, &ws)) != NSA_SUCCESS)
         return st;

@@ -538,14 +538,6 @@ static void cattn_worker(void *arg, size_t worker)
         run_task(job, &job->tasks[t], slice);
 }
 
-static size_t workers_for(nsa_context *ctx, int64_t ntasks)
-{
-    size_t nt = (size_t)nsa_context_num_threads(ctx);
-    if (nt < 1)
-        nt = 1;
-    return (size_t)ntasks < nt ? (ntasks > 0 ? (size_t)ntasks : 1) : nt;
-}
-
 /* Bytes of the fp32 K and V copies (0 when K/V are used in place). */
 static size_t widened_bytes(const cattn_dims *dm, size_t *v_offset)
 {
@@ -587,7 +579,7 @@ nsa_status nsa_compress_attention_workspace_size(nsa_context *ctx, const nsa_ten
     ctx = nsa_context_resolve(ctx);
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "cannot create the default context");
-    *size = workspace_bytes(&dm, workers_for(ctx, dm.ntasks), &slice, &kb, &ldx);
+    *size = workspace_bytes(&dm, nsa_worker_count(ctx, dm.ntasks), &slice, &kb, &ldx);
     return NSA_SUCCESS;
 }
 
@@ -674,7 +666,7 @@ nsa_status nsa_compress_attention(nsa_context *ctx, const nsa_tensor *query,
     ctx = nsa_context_resolve(ctx);
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "cannot create the default context");
-    job.nworkers = workers_for(ctx, job.dm.ntasks);
+    job.nworkers = nsa_worker_count(ctx, job.dm.ntasks);
     bytes = workspace_bytes(&job.dm, job.nworkers, &job.slice_bytes, &job.kernel_bytes, &job.ldx);
     if ((st = nsa_workspace_acquire(ctx, bytes, &ws)) != NSA_SUCCESS)
         return st;
