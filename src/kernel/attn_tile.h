@@ -104,8 +104,4 @@ NSA_INTERNAL size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int3
 /* Run one tile. `scratch` is 64-byte aligned and at least nsa_attn_scratch_size() bytes. */
 NSA_INTERNAL void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch);
 
-/* Vectorised helpers the kernel uses, exposed for ops with their own loops. */
-/* y[i] = exp(x[i]) for n values, ~1 ulp; exp(-inf) = 0, NaN propagates. */
-NSA_INTERNAL void nsa_vexp(const float *x, float *y, int64_t n);
-
 #endif /* NSA_KERNEL_ATTN_TILE_H */

@@ -3,7 +3,6 @@
  * r = x - n*ln2 (two-part constant), exp(r) by a degree-6 polynomial, times 2^n; about
  * 1 ulp on the whole range. The AVX-512 and portable paths compute the same formula. */
 #include "kernel/simd.h"
-#include "kernel/attn_tile.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -126,16 +125,6 @@ AVX512 static float vexp_sum_avx512(float *x, int64_t n, float m)
     return _mm512_reduce_add_ps(acc);
 }
 
-AVX512 static void vexp_avx512(const float *x, float *y, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, exp_avx512(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(y + i, k, exp_avx512(_mm512_maskz_loadu_ps(k, x + i)));
-    }
-}
 #endif
 
 static int g_avx512;
@@ -177,19 +166,6 @@ float nsa_vexp_sum(float *x, int64_t n, float m)
         return vexp_sum_avx512(x, n, m);
 #endif
     return vexp_sum_portable(x, n, m);
-}
-
-void nsa_vexp(const float *x, float *y, int64_t n)
-{
-    int64_t i;
-#ifdef NSA_X86
-    if (nsa_cpu_has_avx512()) {
-        vexp_avx512(x, y, n);
-        return;
-    }
-#endif
-    for (i = 0; i < n; i++)
-        y[i] = exp_scalar(x[i]);
 }
 
 void nsa_vscale(float *y, int64_t n, float a)
