@@ -190,6 +190,16 @@ typedef struct nsa_context_config {
 /** Opaque context: thread pool, allocator and optional caller workspace. */
 typedef struct nsa_context nsa_context;
 
+/**
+ * Set the process allocator (NULL = posix_memalign / free). It allocates what outlives a call:
+ * block masks, mask and score mods, the default context, contexts created without their own
+ * allocator and the built-in thread pool (per-call scratch comes from the context's allocator).
+ * Call it before any other libnsa function, as with XNNPACK's xnn_initialize(): memory is freed
+ * with the allocator that is current then, and the setting is not synchronised.
+ * @return NSA_SUCCESS, or NSA_ERR_NULL_POINTER when alloc or free is missing.
+ */
+NSA_API nsa_status nsa_set_allocator(const nsa_allocator *allocator);
+
 /** Create a context. `config` may be NULL (defaults). */
 NSA_API nsa_status nsa_context_create(const nsa_context_config *config, nsa_context **out);
 /** Destroy a context (NULL is a no-op). Must not run concurrently with an op using it. */

@@ -31,16 +31,6 @@ int nsa_default_num_threads(void)
     return nsa_online_cpus();
 }
 
-static void *default_alloc(size_t size, size_t alignment)
-{
-    void *p = NULL;
-    if (alignment < sizeof(void *))
-        alignment = sizeof(void *);
-    if (posix_memalign(&p, alignment, size ? size : 1) != 0)
-        return NULL;
-    return p;
-}
-
 nsa_status nsa_context_create(const nsa_context_config *config, nsa_context **out)
 {
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
@@ -68,7 +58,7 @@ nsa_status nsa_context_create(const nsa_context_config *config, nsa_context **ou
     if (cfg.allocator)
         ctx = (nsa_context *)cfg.allocator->alloc(cfg.allocator->user, sizeof *ctx, 64);
     else
-        ctx = (nsa_context *)default_alloc(sizeof *ctx, 64);
+        ctx = (nsa_context *)nsa_heap_alloc(sizeof *ctx, 64);
     if (!ctx)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "could not allocate the context");
     memset(ctx, 0, sizeof *ctx);
@@ -86,9 +76,9 @@ nsa_status nsa_context_create(const nsa_context_config *config, nsa_context **ou
         if (ctx->num_threads > 1) {
             ctx->pool = nsa_pthread_pool_create(ctx->num_threads);
             if (!ctx->pool) {
+                int n = ctx->num_threads;
                 nsa_context_destroy(ctx);
-                return nsa_error(NSA_ERR_OUT_OF_MEMORY, "could not start %d threads",
-                                 ctx->num_threads);
+                return nsa_error(NSA_ERR_OUT_OF_MEMORY, "could not start %d threads", n);
             }
         }
     }
@@ -104,7 +94,7 @@ void nsa_context_destroy(nsa_context *ctx)
     if (ctx->has_allocator)
         ctx->allocator.free(ctx->allocator.user, ctx);
     else
-        free(ctx);
+        nsa_heap_free(ctx);
 }
 
 int nsa_context_num_threads(const nsa_context *ctx)
@@ -142,33 +132,44 @@ nsa_status nsa_context_set_workspace(nsa_context *ctx, void *workspace, size_t s
 }
 
 static nsa_context *g_default_ctx;
-static pthread_once_t g_default_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_default_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_default_atexit;
 
 static void destroy_default(void)
 {
+    nsa_default_context_reset();
+}
+
+void nsa_default_context_reset(void)
+{
+    pthread_mutex_lock(&g_default_lock);
     nsa_context_destroy(g_default_ctx);
     g_default_ctx = NULL;
+    pthread_mutex_unlock(&g_default_lock);
 }
 
-static void create_default(void)
-{
-    if (nsa_context_create(NULL, &g_default_ctx) == NSA_SUCCESS)
-        atexit(destroy_default);
-}
-
+/* Created on first use; a failed creation (out of memory) is retried on the next use. */
 nsa_context *nsa_context_resolve(nsa_context *ctx)
 {
+    nsa_context *def;
     if (ctx)
         return ctx;
-    pthread_once(&g_default_once, create_default);
-    return g_default_ctx;
+    pthread_mutex_lock(&g_default_lock);
+    if (!g_default_ctx && nsa_context_create(NULL, &g_default_ctx) == NSA_SUCCESS &&
+        !g_default_atexit) {
+        g_default_atexit = 1;
+        atexit(destroy_default);
+    }
+    def = g_default_ctx;
+    pthread_mutex_unlock(&g_default_lock);
+    return def;
 }
 
 void *nsa_ctx_alloc(nsa_context *ctx, size_t size, size_t alignment)
 {
     if (ctx && ctx->has_allocator)
         return ctx->allocator.alloc(ctx->allocator.user, size, alignment);
-    return default_alloc(size, alignment);
+    return nsa_heap_alloc(size, alignment);
 }
 
 void nsa_ctx_free(nsa_context *ctx, void *ptr)
@@ -178,7 +179,7 @@ void nsa_ctx_free(nsa_context *ctx, void *ptr)
     if (ctx && ctx->has_allocator)
         ctx->allocator.free(ctx->allocator.user, ptr);
     else
-        free(ptr);
+        nsa_heap_free(ptr);
 }
 
 nsa_status nsa_workspace_acquire(nsa_context *ctx, size_t size, void **ptr)

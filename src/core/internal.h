@@ -23,12 +23,26 @@
 NSA_INTERNAL nsa_status nsa_error(nsa_status status, const char *fmt, ...) NSA_PRINTF(2, 3);
 /* Clear the thread's last error (every public entry point calls this first). */
 NSA_INTERNAL void nsa_clear_error(void);
+/* The printf format of the thread's last error (NULL after nsa_clear_error()): lets the tests
+ * match a failure to its row of docs/errors.md exactly. */
+NSA_INTERNAL const char *nsa_last_error_format(void);
+
+/* ---- the process allocator (nsa_set_allocator) ------------------------------------------- */
+
+/* Memory that outlives a call. NULL on failure; nsa_heap_calloc zeroes and checks count*size
+ * for overflow. Free with nsa_heap_free (NULL is a no-op). */
+NSA_INTERNAL void *nsa_heap_alloc(size_t size, size_t alignment);
+NSA_INTERNAL void *nsa_heap_calloc(size_t count, size_t size);
+NSA_INTERNAL void nsa_heap_free(void *ptr);
 
 /* ---- contexts ---------------------------------------------------------------------------- */
 
 /* Resolve a caller context: NULL means the process-wide default context (created on first
  * use). Returns NULL only when the default context cannot be created (out of memory). */
 NSA_INTERNAL nsa_context *nsa_context_resolve(nsa_context *ctx);
+/* Destroy the default context, so the next nsa_context_resolve(NULL) creates it again (tests
+ * of its creation failing). Not thread-safe against running ops. */
+NSA_INTERNAL void nsa_default_context_reset(void);
 
 /* Allocate through the context's allocator; alignment is a power of two (>= 64 is used for
  * kernel scratch). Returns NULL on failure (the caller reports NSA_ERR_OUT_OF_MEMORY). */

@@ -17,6 +17,8 @@
 #endif
 
 static NSA_THREAD_LOCAL char g_last_error[512];
+/* The format of the last message: tests use it to tell which rule of docs/errors.md fired. */
+static NSA_THREAD_LOCAL const char *g_last_error_format;
 
 const char *nsa_status_string(nsa_status status)
 {
@@ -50,12 +52,19 @@ nsa_status nsa_error(nsa_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(g_last_error, sizeof g_last_error, fmt, ap);
     va_end(ap);
+    g_last_error_format = fmt;
     return status;
 }
 
 void nsa_clear_error(void)
 {
     g_last_error[0] = '\0';
+    g_last_error_format = NULL;
+}
+
+const char *nsa_last_error_format(void)
+{
+    return g_last_error_format;
 }
 
 unsigned nsa_version_number(void)

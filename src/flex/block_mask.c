@@ -45,9 +45,9 @@ void nsa_block_mask_free(nsa_block_mask *bm)
 {
     if (!bm)
         return;
-    free(bm->mem);
+    nsa_heap_free(bm->mem);
     nsa_mask_mod_free(bm->mask_mod);
-    free(bm);
+    nsa_heap_free(bm);
 }
 
 #define HUGE_BYTES ((size_t)2 << 20)
@@ -56,7 +56,7 @@ void nsa_block_mask_free(nsa_block_mask *bm)
 static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *mask_mod,
                            nsa_block_mask **out)
 {
-    nsa_block_mask *bm = (nsa_block_mask *)calloc(1, sizeof(*bm));
+    nsa_block_mask *bm = (nsa_block_mask *)nsa_heap_calloc(1, sizeof(*bm));
     size_t total;
     int i, ok = bm != NULL;
     /* every array fits in memory only if the largest one's size does not overflow */
@@ -64,7 +64,7 @@ static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *
                       &total) ||
         !nsa_mul_size(total, (size_t)info->num_kv_blocks, &total) ||
         !nsa_mul_size(total, sizeof(int32_t), &total) || total > (size_t)INT64_MAX / 4) {
-        free(bm);
+        nsa_heap_free(bm);
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "block mask of %lld x %lld x %lld x %lld blocks is too large",
                          (long long)info->batch, (long long)info->heads,
@@ -80,9 +80,8 @@ static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *
         }
         /* Large masks (a 131072^2 causal mask holds 16 MB of indices) spend most of their
          * build time in page faults; 2 MB-aligned memory can use transparent huge pages. */
-        ok = posix_memalign(&bm->mem, bytes >= HUGE_BYTES ? HUGE_BYTES : 64, bytes) == 0;
-        if (!ok)
-            bm->mem = NULL;
+        bm->mem = nsa_heap_alloc(bytes, bytes >= HUGE_BYTES ? HUGE_BYTES : 64);
+        ok = bm->mem != NULL;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
         if (ok && bytes >= HUGE_BYTES)
             (void)madvise(bm->mem, bytes - bytes % HUGE_BYTES, MADV_HUGEPAGE);
@@ -214,11 +213,12 @@ static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_c
     qj.bm = bm;
     qj.tiles_per_bh = ((size_t)bm->info.num_kv_blocks + COL_TILE - 1) / COL_TILE;
     /* one transposed tile per task: the map's size rounded up to whole tiles */
-    qj.tmp = (uint8_t *)malloc(bh * qj.tiles_per_bh * COL_TILE * (size_t)bm->info.num_q_blocks);
+    qj.tmp = (uint8_t *)nsa_heap_alloc(
+        bh * qj.tiles_per_bh * COL_TILE * (size_t)bm->info.num_q_blocks, 16);
     if (!qj.tmp)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory building a block mask");
     nsa_parallel_for(ctx, build_q_tile, &qj, bh * qj.tiles_per_bh);
-    free(qj.tmp);
+    nsa_heap_free(qj.tmp);
     return NSA_SUCCESS;
 }
 

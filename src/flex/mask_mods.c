@@ -12,7 +12,7 @@
 
 static nsa_mask_mod *mm_new(mm_kind kind)
 {
-    nsa_mask_mod *m = (nsa_mask_mod *)calloc(1, sizeof(*m));
+    nsa_mask_mod *m = (nsa_mask_mod *)nsa_heap_calloc(1, sizeof(*m));
     if (m)
         m->kind = kind;
     return m;
@@ -25,19 +25,19 @@ void nsa_mask_mod_free(nsa_mask_mod *mod)
         return;
     for (i = 0; i < mod->nchild; i++)
         nsa_mask_mod_free(mod->child[i]);
-    free(mod->child);
+    nsa_heap_free(mod->child);
     if (mod->kv_ids != mod->q_ids)
-        free(mod->kv_ids);
-    free(mod->q_ids);
+        nsa_heap_free(mod->kv_ids);
+    nsa_heap_free(mod->q_ids);
     if (mod->kv_off != mod->q_off)
-        free(mod->kv_off);
-    free(mod->q_off);
-    free(mod);
+        nsa_heap_free(mod->kv_off);
+    nsa_heap_free(mod->q_off);
+    nsa_heap_free(mod);
 }
 
 static int64_t *dup_i64(const int64_t *src, int64_t n)
 {
-    int64_t *d = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    int64_t *d = (int64_t *)nsa_heap_alloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t), 16);
     if (d && n > 0)
         memcpy(d, src, (size_t)n * sizeof(int64_t));
     return d;
@@ -67,7 +67,8 @@ nsa_mask_mod *nsa_mask_mod_clone(const nsa_mask_mod *mod)
             goto fail;
     }
     if (mod->nchild > 0) {
-        m->child = (nsa_mask_mod **)calloc((size_t)mod->nchild, sizeof(nsa_mask_mod *));
+        m->child =
+            (nsa_mask_mod **)nsa_heap_calloc((size_t)mod->nchild, sizeof(nsa_mask_mod *));
         if (!m->child)
             goto fail;
         for (i = 0; i < mod->nchild; i++) {
@@ -158,7 +159,7 @@ static nsa_status load_ids(const nsa_tensor *t, const char *name, int64_t **ids,
     if (st != NSA_SUCCESS)
         return st;
     *len = t->shape[0];
-    *ids = (int64_t *)malloc((size_t)(*len > 0 ? *len : 1) * sizeof(int64_t));
+    *ids = (int64_t *)nsa_heap_alloc((size_t)(*len > 0 ? *len : 1) * sizeof(int64_t), 16);
     if (!*ids)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory copying %s", name);
     for (i = 0; i < *len; i++) {
@@ -241,7 +242,7 @@ nsa_status nsa_mask_mod_document_offsets(const int64_t *q_offsets, const int64_t
     m->num_seqs = num_seqs;
     m->q_off = dup_i64(q_offsets, num_seqs + 1);
     m->kv_off = kv_offsets ? dup_i64(kv_offsets, num_seqs + 1) : m->q_off;
-    m->child = (nsa_mask_mod **)calloc(1, sizeof(nsa_mask_mod *));
+    m->child = (nsa_mask_mod **)nsa_heap_calloc(1, sizeof(nsa_mask_mod *));
     if (m->child) {
         m->child[0] = inner ? nsa_mask_mod_clone(inner) : mm_new(MM_NOOP);
         m->nchild = 1;
@@ -274,9 +275,9 @@ static nsa_status combine(mm_kind kind, const nsa_mask_mod *const *mods, int32_t
     if (!m)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
     if (count > 0) {
-        m->child = (nsa_mask_mod **)calloc((size_t)count, sizeof(nsa_mask_mod *));
+        m->child = (nsa_mask_mod **)nsa_heap_calloc((size_t)count, sizeof(nsa_mask_mod *));
         if (!m->child) {
-            free(m);
+            nsa_heap_free(m);
             return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
         }
     }

@@ -11,7 +11,7 @@ static nsa_status sm_new(sm_kind kind, nsa_score_mod **out, nsa_score_mod **m)
     if (!out)
         return nsa_error(NSA_ERR_NULL_POINTER, "out must not be NULL");
     *out = NULL;
-    *m = (nsa_score_mod *)calloc(1, sizeof(**m));
+    *m = (nsa_score_mod *)nsa_heap_calloc(1, sizeof(**m));
     if (!*m)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a score_mod");
     (*m)->kind = kind;
@@ -22,8 +22,8 @@ void nsa_score_mod_free(nsa_score_mod *mod)
 {
     if (!mod)
         return;
-    free(mod->table);
-    free(mod);
+    nsa_heap_free(mod->table);
+    nsa_heap_free(mod);
 }
 
 /* Copy a float32 tensor of rank 1 or 2 into a row-major table. */
@@ -36,7 +36,7 @@ static nsa_status copy_table(const nsa_tensor *t, const char *name, int32_t ndim
         return st;
     if (t->shape[0] < 1 || t->shape[ndim - 1] < 1)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must not be empty", name);
-    m->table = (float *)malloc((size_t)rows * (size_t)cols * sizeof(float));
+    m->table = (float *)nsa_heap_alloc((size_t)rows * (size_t)cols * sizeof(float), 16);
     if (!m->table)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory copying %s", name);
     for (r = 0; r < rows; r++)
@@ -68,7 +68,7 @@ nsa_status nsa_score_mod_alibi(const nsa_tensor *slopes, int64_t num_heads, nsa_
     if (slopes) {
         st = copy_table(slopes, "slopes", 1, m);
     } else {
-        m->table = (float *)malloc((size_t)num_heads * sizeof(float));
+        m->table = (float *)nsa_heap_alloc((size_t)num_heads * sizeof(float), 16);
         if (!m->table)
             st = nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating ALiBi slopes");
         for (h = 0; m->table && h < num_heads; h++) /* attention-gym's 2^(-8 (h+1) / H) */

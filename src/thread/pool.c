@@ -2,6 +2,8 @@
 /* A small pthread pool: one job at a time, items split round-robin over participants. */
 #include "thread/pool.h"
 
+#include "core/internal.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -40,7 +42,7 @@ static void *worker_main(void *p)
     nsa_pthread_pool *pool = wa->pool;
     int index = wa->index;
     unsigned long seen = 0;
-    free(wa);
+    nsa_heap_free(wa);
     for (;;) {
         pthread_mutex_lock(&pool->lock);
         while (!pool->stop && pool->generation == seen)
@@ -73,31 +75,32 @@ nsa_pthread_pool *nsa_pthread_pool_create(int num_threads)
     int i;
     if (num_threads < 1)
         num_threads = 1;
-    pool = (nsa_pthread_pool *)calloc(1, sizeof *pool);
+    pool = (nsa_pthread_pool *)nsa_heap_calloc(1, sizeof *pool);
     if (!pool)
         return NULL;
     pool->num_threads = num_threads;
     if (pthread_mutex_init(&pool->run_lock, NULL) != 0) {
-        free(pool);
+        nsa_heap_free(pool);
         return NULL;
     }
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->start, NULL);
     pthread_cond_init(&pool->done, NULL);
     if (num_threads > 1) {
-        pool->workers = (pthread_t *)calloc((size_t)num_threads - 1, sizeof(pthread_t));
+        pool->workers =
+            (pthread_t *)nsa_heap_calloc((size_t)num_threads - 1, sizeof(pthread_t));
         if (!pool->workers) {
             nsa_pthread_pool_destroy(pool);
             return NULL;
         }
         for (i = 1; i < num_threads; i++) {
-            worker_arg *wa = (worker_arg *)malloc(sizeof *wa);
+            worker_arg *wa = (worker_arg *)nsa_heap_alloc(sizeof *wa, 16);
             if (!wa)
                 break;
             wa->pool = pool;
             wa->index = i;
             if (pthread_create(&pool->workers[i - 1], NULL, worker_main, wa) != 0) {
-                free(wa);
+                nsa_heap_free(wa);
                 break;
             }
             pool->started++;
@@ -121,12 +124,12 @@ void nsa_pthread_pool_destroy(nsa_pthread_pool *pool)
     pthread_mutex_unlock(&pool->lock);
     for (i = 0; i < pool->started; i++)
         pthread_join(pool->workers[i], NULL);
-    free(pool->workers);
+    nsa_heap_free(pool->workers);
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->start);
     pthread_mutex_destroy(&pool->lock);
     pthread_mutex_destroy(&pool->run_lock);
-    free(pool);
+    nsa_heap_free(pool);
 }
 
 void nsa_pthread_pool_run(nsa_pthread_pool *pool, nsa_task_fn fn, void *arg, size_t n)
