@@ -785,8 +785,13 @@ static nsa_status plan_work(ifa_plan *p, nsa_context *ctx)
     if (!nsa_mul_size((size_t)p->ntasks, (size_t)(p->G * p->D + 2 * p->G) * sizeof(float), &n))
         goto overflow;
     p->sz_partial = nsa_align64(n);
-    p->sz_aq = nsa_align64((size_t)(4 * p->kvN * p->D + 4) * sizeof(float));
-    p->sz_q2 = nsa_align64((size_t)(2 * p->N * p->D + 2) * sizeof(float));
+    /* kvN * D and N * D fit (they count query elements); the copies of 2 or 4 rows need not */
+    if (!nsa_mul_size((size_t)(p->kvN * p->D) + 1, 4 * sizeof(float), &n))
+        goto overflow;
+    p->sz_aq = nsa_align64(n);
+    if (!nsa_mul_size((size_t)(p->N * p->D) + 1, 2 * sizeof(float), &n))
+        goto overflow;
+    p->sz_q2 = nsa_align64(n);
     p->sz_attn = nsa_align64(
         nsa_attn_scratch_size((int32_t)p->G, (int32_t)p->D, (int32_t)p->D, IFA_KV_CHUNK));
     if (!nsa_mul_size((size_t)p->max_blocks_per_task, sizeof(nsa_kv_block), &n))
@@ -796,7 +801,7 @@ static nsa_status plan_work(ifa_plan *p, nsa_context *ctx)
                    nsa_align64((size_t)IFA_KV_CHUNK * sizeof(float));
     if (!nsa_mul_size(p->sz_worker, (size_t)p->threads, &n) ||
         !nsa_add_size(n, p->sz_tasks, &acc) || !nsa_add_size(acc, p->sz_partial, &acc) ||
-        !nsa_add_size(acc, p->sz_aq + p->sz_q2, &acc))
+        !nsa_add_size(acc, p->sz_aq, &acc) || !nsa_add_size(acc, p->sz_q2, &acc))
         goto overflow;
     p->total = acc;
     return NSA_SUCCESS;
