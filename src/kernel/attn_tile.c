@@ -7,18 +7,20 @@
 
 #include "blas/blas.h"
 #include "dtype/convert.h"
+#include "kernel/attn_fused.h"
 #include "kernel/simd.h"
 
 /* Scratch carving, in floats, each part 64-byte aligned. */
 typedef struct tile_scratch {
     float *q;   /* [m][d]     packed queries */
-    float *k;   /* [kc][d]    keys converted to fp32 rows */
+    float *k;   /* [max(kc, 16)][d] keys converted to fp32 rows */
     float *v;   /* [kc][dv]   values */
     float *s;   /* [m][kc]    scores, then probabilities */
     float *o;   /* [m][dv]    unnormalised output accumulator */
     float *mx;  /* [m]        running max */
     float *sum; /* [m]        running sum */
     float *row; /* [max(d, dv)] one converted row */
+    uint16_t *qb; /* [m][d] queries as bf16 (few-row path with bf16 dot products) */
 } tile_scratch;
 
 static size_t part(size_t floats)
@@ -31,8 +33,8 @@ size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk)
     size_t kc = (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK);
     size_t mm = (size_t)(m > 0 ? m : 1), dd = (size_t)(d > 0 ? d : 1);
     size_t vv = (size_t)(dv > 0 ? dv : 1);
-    return part(mm * dd) + part(dd * kc) + part(kc * vv) + part(mm * kc) + part(mm * vv) +
-           2 * part(mm) + part(dd > vv ? dd : vv);
+    return part(mm * dd) + part(dd * (kc > 16 ? kc : 16)) + part(kc * vv) + part(mm * kc) +
+           part(mm * vv) + 2 * part(mm) + part(dd > vv ? dd : vv) + part((mm * dd + 1) / 2);
 }
 
 static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t kc)
@@ -43,7 +45,7 @@ static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t 
     t.q = (float *)p;
     p += part(mm * dd);
     t.k = (float *)p;
-    p += part(dd * (size_t)kc);
+    p += part(dd * (size_t)(kc > 16 ? kc : 16));
     t.v = (float *)p;
     p += part((size_t)kc * vv);
     t.s = (float *)p;
@@ -55,6 +57,8 @@ static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t 
     t.sum = (float *)p;
     p += part(mm);
     t.row = (float *)p;
+    p += part(dd > vv ? dd : vv);
+    t.qb = (uint16_t *)(void *)p;
     return t;
 }
 
@@ -213,6 +217,9 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 {
     const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
     tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc);
+    /* Few rows (decode): no BLAS, K and V read in place (see attn_fused.c). */
+    const int fused = nsa_fused_usable(tile);
+    const uint16_t *qb = NULL;
     int32_t r, b;
 
     for (r = 0; r < tile->m; r++) {
@@ -222,24 +229,39 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
         sc.sum[r] = 0.0f;
     }
     memset(sc.o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
+    if (fused && nsa_fused_uses_bf16_dot(tile)) {
+        /* bf16 queries: back to bf16 exactly */
+        nsa_store_f32(sc.q, sc.qb, NSA_DTYPE_BF16, 1, (int64_t)tile->m * tile->d,
+                      NSA_ROUND_NEAREST_EVEN);
+        qb = sc.qb;
+    }
 
     for (b = 0; b < tile->nblocks; b++) {
         const nsa_kv_block *blk = &tile->blocks[b];
         int32_t j0;
         for (j0 = 0; j0 < blk->len; j0 += kc) {
             int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
-            chunk_view cv = pack_chunk(tile, blk, j0, n, &sc);
-            prefetch_next_chunk(tile, b, j0, n, kc);
-            /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
-            nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld, 0.0f,
-                      sc.s, kc);
+            chunk_view cv;
+            if (fused) {
+                /* prefetches inside its loops: the chunk-wide prefetch measured slower */
+                nsa_fused_scores(tile, sc.q, qb, blk, j0, n, sc.s, kc, sc.k);
+            } else {
+                cv = pack_chunk(tile, blk, j0, n, &sc);
+                prefetch_next_chunk(tile, b, j0, n, kc);
+                /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
+                nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld,
+                          0.0f, sc.s, kc);
+            }
             if (tile->score_hook)
                 tile->score_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
             if (tile->mask_hook && (blk->flags & NSA_KV_BLOCK_PARTIAL))
                 tile->mask_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
             softmax_update(tile, n, kc, &sc);
-            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
-                      tile->dv);
+            if (fused)
+                nsa_fused_accumulate(tile, sc.s, kc, blk, j0, n, sc.o);
+            else
+                nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
+                          tile->dv);
         }
     }
     finish(tile, &sc);

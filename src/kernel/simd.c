@@ -127,7 +127,7 @@ AVX512 static float vexp_sum_avx512(float *x, int64_t n, float m)
 
 #endif
 
-static int g_avx512;
+static int g_avx512, g_avx512bf16;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void detect(void)
@@ -136,6 +136,7 @@ static void detect(void)
     __builtin_cpu_init();
     g_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    g_avx512bf16 = g_avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
 }
 
@@ -143,6 +144,12 @@ int nsa_cpu_has_avx512(void)
 {
     pthread_once(&g_once, detect);
     return g_avx512;
+}
+
+int nsa_cpu_has_avx512bf16(void)
+{
+    pthread_once(&g_once, detect);
+    return g_avx512bf16;
 }
 
 const char *nsa_simd_name(void)

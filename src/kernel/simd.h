@@ -11,6 +11,8 @@
 NSA_INTERNAL const char *nsa_simd_name(void);
 /* 1 when the AVX-512 (F, BW, VL, DQ) paths can run on this CPU. */
 NSA_INTERNAL int nsa_cpu_has_avx512(void);
+/* 1 when, in addition, AVX512-BF16 (vdpbf16ps) can run. */
+NSA_INTERNAL int nsa_cpu_has_avx512bf16(void);
 
 /* Largest of x[0..n) (-INFINITY for n == 0). NaN elements are ignored here; they still
  * propagate through exp into the row's sum. */

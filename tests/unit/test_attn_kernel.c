@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The shared online-softmax kernel against a float64 naive attention, on randomised shapes:
  * odd lengths, D != Dv, several blocks of ragged lengths, strided rows and channels, masked and
- * fully masked rows, f16 / bf16 / int8 K/V, f16 output, and both GEMM backends. */
+ * fully masked rows, f16 / bf16 / int8 K/V, f16 output, both GEMM backends, and the few-row
+ * (decode) path that needs no GEMM. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blas/blas.h"
+#include "kernel/attn_fused.h"
 #include "kernel/attn_tile.h"
 #include "kernel/simd.h"
 #include "test_util.h"
@@ -17,6 +19,7 @@ typedef struct kcase {
     nsa_dtype kv_dtype, o_dtype;
     int col_stride; /* channel stride of Q, K, V, O (1 = contiguous) */
     int mask;       /* 1: causal-like mask from a hook; 2: also fully masked rows */
+    nsa_dtype q_dtype; /* f32, or bf16 (rounded queries): the few-row path's bf16 dots */
 } kcase;
 
 /* Mask hook: key kv is dropped for row r when kv > r + q_start (a staircase), and rows listed
@@ -50,7 +53,7 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
     int lens[8], total = 0, b, r, j, c;
     int64_t q_start = 5;
     float *qf, *kf, *vf, *kscale, *vscale, *koff, *voff;
-    void *kraw, *vraw, *out;
+    void *kraw, *vraw, *out, *qraw = NULL;
     const void **qrows;
     void **orows;
     nsa_kv_block blocks[8];
@@ -82,6 +85,10 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
     }
     for (r = 0; r < kc->m * kc->d; r++)
         qf[(size_t)r * cs] = test_rng_uniform(&rng, -1.0f, 1.0f);
+    if (kc->q_dtype == NSA_DTYPE_BF16) {
+        test_round_to_dtype(qf, (int64_t)kc->m * kc->d * cs, NSA_DTYPE_BF16);
+        qraw = test_to_dtype(qf, (int64_t)kc->m * kc->d * cs, NSA_DTYPE_BF16);
+    }
     /* K, V values: in int8 cases integers, else random reals rounded to the dtype. */
     kraw = calloc((size_t)total * kc->d * cs, kes);
     vraw = calloc((size_t)total * kc->dv * cs, kes);
@@ -115,7 +122,8 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
     orows = malloc(sizeof(void *) * kc->m);
     out = calloc((size_t)kc->m * kc->dv * cs, nsa_dtype_size(kc->o_dtype));
     for (r = 0; r < kc->m; r++) {
-        qrows[r] = qf + (size_t)r * kc->d * cs;
+        qrows[r] = qraw ? (const void *)((uint16_t *)qraw + (size_t)r * kc->d * cs)
+                        : (const void *)(qf + (size_t)r * kc->d * cs);
         orows[r] = (char *)out + (size_t)r * kc->dv * cs * nsa_dtype_size(kc->o_dtype);
     }
     /* Blocks are laid out back to back; logical keys are numbered consecutively. */
@@ -141,7 +149,7 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
     tile.m = kc->m;
     tile.q_rows = qrows;
     tile.q_col_stride = cs;
-    tile.q_dtype = NSA_DTYPE_F32;
+    tile.q_dtype = qraw ? NSA_DTYPE_BF16 : NSA_DTYPE_F32;
     tile.d = kc->d;
     tile.dv = kc->dv;
     tile.scale = scale;
@@ -248,6 +256,7 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
     free(orows);
     free(out);
     free(qf);
+    free(qraw);
     free(kf);
     free(vf);
     free(kraw);
@@ -259,17 +268,75 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
 }
 
 static const kcase k_cases[] = {
-    {1, 8, 8, 1, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 0},
-    {7, 33, 17, 3, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 0},
-    {64, 128, 128, 4, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 1},
-    {16, 192, 128, 5, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 2},
-    {13, 64, 40, 3, 32, NSA_DTYPE_F32, NSA_DTYPE_F32, 3, 2},
-    {9, 48, 48, 2, 128, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 1},
-    {9, 48, 24, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 2, 2},
-    {8, 128, 128, 3, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1},
-    {5, 16, 16, 2, 16, NSA_DTYPE_F32, NSA_DTYPE_F16, 1, 0},
-    {5, 16, 32, 2, 64, NSA_DTYPE_F32, NSA_DTYPE_BF16, 2, 1},
+    {1, 8, 8, 1, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
+    {7, 33, 17, 3, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
+    {64, 128, 128, 4, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {16, 192, 128, 5, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
+    {13, 64, 40, 3, 32, NSA_DTYPE_F32, NSA_DTYPE_F32, 3, 2, NSA_DTYPE_F32},
+    {9, 48, 48, 2, 128, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {9, 48, 24, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 2, 2, NSA_DTYPE_F32},
+    {8, 128, 128, 3, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {5, 16, 16, 2, 16, NSA_DTYPE_F32, NSA_DTYPE_F16, 1, 0, NSA_DTYPE_F32},
+    {5, 16, 32, 2, 64, NSA_DTYPE_F32, NSA_DTYPE_BF16, 2, 1, NSA_DTYPE_F32},
 };
+
+/* Few-row tiles (decode) take the kernel's BLAS-free path on AVX-512 CPUs: every row count
+ * 1..8 (pairs and an odd row), d % 32 == 16 (half steps of the bf16 dot products), dv not a
+ * multiple of 64 (single-vector blocks), every K/V dtype, masks, several chunks per block. */
+static const kcase few_row_cases[] = {
+    {1, 128, 128, 3, 128, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_BF16},
+    {4, 128, 128, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_BF16, 1, 1, NSA_DTYPE_BF16},
+    {3, 48, 80, 3, 32, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_BF16},
+    {8, 192, 128, 2, 128, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
+    {7, 64, 48, 4, 16, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
+    {2, 32, 16, 2, 64, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {5, 128, 64, 3, 128, NSA_DTYPE_F16, NSA_DTYPE_F16, 1, 2, NSA_DTYPE_F32},
+    {6, 96, 112, 2, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {1, 16, 16, 3, 16, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
+    {4, 64, 64, 3, 64, NSA_DTYPE_F32, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
+};
+
+static void few_row_tiles(void **state)
+{
+    size_t i;
+    int rep;
+    (void)state;
+    for (i = 0; i < sizeof few_row_cases / sizeof few_row_cases[0]; i++)
+        for (rep = 0; rep < 3; rep++)
+            run_case(&few_row_cases[i], 5000u * (i + 1) + (uint64_t)rep, 0);
+}
+
+/* The path choice itself: few rows, channel multiples of 16, unit channel strides. */
+static void few_row_path_choice(void **state)
+{
+    nsa_kv_block blk;
+    nsa_attn_tile t;
+    const int avx512 = nsa_cpu_has_avx512();
+    (void)state;
+    memset(&blk, 0, sizeof blk);
+    memset(&t, 0, sizeof t);
+    blk.k_col_stride = blk.v_col_stride = 1;
+    t.blocks = &blk;
+    t.nblocks = 1;
+    t.m = 4;
+    t.d = 128;
+    t.dv = 128;
+    t.kv_dtype = NSA_DTYPE_BF16;
+    t.q_dtype = NSA_DTYPE_BF16;
+    assert_int_equal(nsa_fused_usable(&t), avx512);
+    assert_int_equal(nsa_fused_usable(&t) && nsa_fused_uses_bf16_dot(&t),
+                     avx512 && nsa_cpu_has_avx512bf16());
+    t.q_dtype = NSA_DTYPE_F16;
+    assert_false(nsa_fused_uses_bf16_dot(&t));
+    t.m = 9;
+    assert_false(nsa_fused_usable(&t));
+    t.m = 8;
+    t.d = 40;
+    assert_false(nsa_fused_usable(&t));
+    t.d = 128;
+    blk.v_col_stride = 2;
+    assert_false(nsa_fused_usable(&t));
+}
 
 static void randomized_cases(void **state)
 {
@@ -417,6 +484,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(randomized_cases),
+        cmocka_unit_test(few_row_tiles),
+        cmocka_unit_test(few_row_path_choice),
         cmocka_unit_test(empty_rows),
         cmocka_unit_test(broadcast_and_overlapping_rows),
         cmocka_unit_test(vexp_accuracy),

@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The kernel's few-row path (see attn_fused.h). With 1 to 8 query rows a chunk is too small
+ * for a BLAS call to pay off: the GEMM packs K and V again for a handful of rows, and on CPUs
+ * its library does not know it runs AVX2 kernels. Here each key row is read once from the
+ * caller's memory and converted in registers:
+ *
+ *   scores: 16 keys at a time, one accumulator per key, reduced across lanes by a fixed
+ *           shuffle tree. bf16 keys against bf16-exact queries use vdpbf16ps (products of
+ *           two bf16 are exact in fp32, so only the summation order differs from the GEMM);
+ *           other dtypes are converted to fp32 rows of 16 keys in L1 first;
+ *   P.V:    channel blocks of 64 (32 for more than 4 rows) held in registers while the chunk's
+ *           values stream past, converted (and dequantised) in registers.
+ *
+ * The path taken depends only on the tile's shape and dtypes and on the CPU, never on the
+ * thread count.
+ */
+#include "kernel/attn_fused.h"
+
+#include <string.h>
+
+#include "dtype/convert.h"
+#include "kernel/simd.h"
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define NSA_FUSED_X86 1
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define INLINE static inline __attribute__((always_inline))
+#endif
+
+int nsa_fused_usable(const nsa_attn_tile *tile)
+{
+#ifdef NSA_FUSED_X86
+    int32_t b;
+    if (tile->m < 1 || tile->m > NSA_FUSED_MAX_ROWS || tile->d % 16 != 0 ||
+        tile->dv % 16 != 0 || !nsa_cpu_has_avx512())
+        return 0;
+    if (tile->kv_dtype != NSA_DTYPE_BF16 && tile->kv_dtype != NSA_DTYPE_F16 &&
+        tile->kv_dtype != NSA_DTYPE_I8 && tile->kv_dtype != NSA_DTYPE_F32)
+        return 0;
+    for (b = 0; b < tile->nblocks; b++)
+        if (tile->blocks[b].k_col_stride != 1 || tile->blocks[b].v_col_stride != 1)
+            return 0;
+    return 1;
+#else
+    (void)tile;
+    return 0;
+#endif
+}
+
+int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile)
+{
+    return tile->kv_dtype == NSA_DTYPE_BF16 && tile->q_dtype == NSA_DTYPE_BF16 &&
+           nsa_cpu_has_avx512bf16();
+}
+
+#ifdef NSA_FUSED_X86
+
+/* Sum each of 16 vectors across its lanes: lane j of the result is the sum of a_j. A fixed
+ * tree of 128-bit and 32-bit shuffles, then one permutation into key order. The vectors are
+ * passed by value so that they stay in registers. */
+AVX512 INLINE __m512 pair128(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+}
+
+AVX512 INLINE __m512 pair256(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+}
+
+AVX512 INLINE __m512 pair64(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
+}
+
+AVX512 INLINE __m512 pair32(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
+}
+
+AVX512 INLINE __m512 reduce16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5,
+                              __m512 a6, __m512 a7, __m512 a8, __m512 a9, __m512 a10,
+                              __m512 a11, __m512 a12, __m512 a13, __m512 a14, __m512 a15)
+{
+    /* x: keys (2i, 2i+1) in 256-bit halves; y: keys 4i..4i+3 in 128-bit lanes; then pairs and
+     * single elements: w[4k + e] holds key k + 4e */
+    __m512 x0 = pair128(a0, a1), x1 = pair128(a2, a3), x2 = pair128(a4, a5),
+           x3 = pair128(a6, a7), x4 = pair128(a8, a9), x5 = pair128(a10, a11),
+           x6 = pair128(a12, a13), x7 = pair128(a14, a15);
+    __m512 y0 = pair256(x0, x1), y1 = pair256(x2, x3), y2 = pair256(x4, x5),
+           y3 = pair256(x6, x7);
+    __m512 w = pair32(pair64(y0, y1), pair64(y2, y3));
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), w);
+}
+
+/* Rows of keys g .. g+7 of a block; keys at or past `end` repeat the last one (their scores
+ * are computed and dropped, so the loops below always run 8 keys wide). */
+static void key_rows8(const char *base, int64_t row_bytes, int32_t g, int32_t end,
+                      const char **rows)
+{
+    int32_t jj;
+    for (jj = 0; jj < 8; jj++)
+        rows[jj] = base + (int64_t)(g + jj < end ? g + jj : end - 1) * row_bytes;
+}
+
+/* Keys ahead of use whose K (V) rows the loops ask for: without it decode waits on memory
+ * (measured 12 ms -> 8.3 ms for the bf16 benchmark case on one thread; 16 to 64 keys ahead
+ * measure the same, 192 and more are slower as the rows no longer stay in L1). */
+#define NSA_FUSED_PREFETCH 64
+
+/* Ask for rows [from, to) of a block (clamped to its `len` rows) ahead of use. */
+static void prefetch_rows_ahead(const void *base, int64_t row_bytes, int32_t from, int32_t to,
+                                int32_t len, size_t span)
+{
+    int32_t j;
+    size_t off;
+    if (to > len)
+        to = len;
+    for (j = from; j < to; j++)
+        for (off = 0; off < span; off += 64)
+            __builtin_prefetch((const char *)base + (int64_t)j * row_bytes + off, 0, 3);
+}
+
+/* Lanes 0-7: qa . ka[j]; lanes 8-15: qb . kb[j], over d channels. Two query rows against the
+ * same 8 keys (ka == kb), or one row against 16 keys: either way 16 dot products share one
+ * reduction, and with two rows each key row loaded serves both. Sixteen named accumulators,
+ * not an array, so that the compiler keeps them in registers. */
+AVX512BF16 INLINE __m512bh bf16_load(const void *p, int half)
+{
+    return half ? (__m512bh)_mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p))
+                : (__m512bh)_mm512_loadu_si512(p);
+}
+
+/* One step of 32 channels (16 when HALF: the tail of d % 32 == 16) for all 16 products. */
+#define BF16_STEP(HALF)                                                                            \
+    do {                                                                                           \
+        const size_t o = (size_t)c * 2;                                                            \
+        const int half = HALF;                                                                     \
+        const __m512bh x = bf16_load(qa + c, half), y = bf16_load(qb + c, half);                   \
+        if (ka == kb) {                                                                            \
+            __m512bh k;                                                                            \
+            TWO(p0, a0, a8);                                                                       \
+            TWO(p1, a1, a9);                                                                       \
+            TWO(p2, a2, a10);                                                                      \
+            TWO(p3, a3, a11);                                                                      \
+            TWO(p4, a4, a12);                                                                      \
+            TWO(p5, a5, a13);                                                                      \
+            TWO(p6, a6, a14);                                                                      \
+            TWO(p7, a7, a15);                                                                      \
+        } else {                                                                                   \
+            ONE(p0, x, a0);                                                                        \
+            ONE(p1, x, a1);                                                                        \
+            ONE(p2, x, a2);                                                                        \
+            ONE(p3, x, a3);                                                                        \
+            ONE(p4, x, a4);                                                                        \
+            ONE(p5, x, a5);                                                                        \
+            ONE(p6, x, a6);                                                                        \
+            ONE(p7, x, a7);                                                                        \
+            ONE(r0, y, a8);                                                                        \
+            ONE(r1, y, a9);                                                                        \
+            ONE(r2, y, a10);                                                                       \
+            ONE(r3, y, a11);                                                                       \
+            ONE(r4, y, a12);                                                                       \
+            ONE(r5, y, a13);                                                                       \
+            ONE(r6, y, a14);                                                                       \
+            ONE(r7, y, a15);                                                                       \
+        }                                                                                          \
+    } while (0)
+#define TWO(pa, acc_a, acc_b)                                                                      \
+    k = bf16_load((pa) + o, half);                                                                 \
+    acc_a = _mm512_dpbf16_ps(acc_a, x, k);                                                         \
+    acc_b = _mm512_dpbf16_ps(acc_b, y, k)
+#define ONE(pa, q, acc) acc = _mm512_dpbf16_ps(acc, q, bf16_load((pa) + o, half))
+
+AVX512BF16 static __m512 dot16_bf16(const uint16_t *qa, const char *const *ka, const uint16_t *qb,
+                                    const char *const *kb, int32_t d)
+{
+    const char *p0 = ka[0], *p1 = ka[1], *p2 = ka[2], *p3 = ka[3], *p4 = ka[4], *p5 = ka[5],
+               *p6 = ka[6], *p7 = ka[7];
+    const char *r0 = kb[0], *r1 = kb[1], *r2 = kb[2], *r3 = kb[3], *r4 = kb[4], *r5 = kb[5],
+               *r6 = kb[6], *r7 = kb[7];
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+           a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+    int32_t c;
+    for (c = 0; c + 32 <= d; c += 32)
+        BF16_STEP(0);
+    if (c < d)
+        BF16_STEP(1);
+    return reduce16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+}
+#undef TWO
+#undef ONE
+#undef BF16_STEP
+
+/* The same over fp32 rows (16 channels a step). */
+AVX512 static __m512 dot16_f32(const float *qa, const float *const *ka, const float *qb,
+                               const float *const *kb, int32_t d)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+           a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+    int32_t c;
+    for (c = 0; c < d; c += 16) {
+        const __m512 x = _mm512_loadu_ps(qa + c), y = _mm512_loadu_ps(qb + c);
+#define ONE(j, q, acc) acc = _mm512_fmadd_ps(q, _mm512_loadu_ps((j) + c), acc)
+        ONE(ka[0], x, a0);
+        ONE(ka[1], x, a1);
+        ONE(ka[2], x, a2);
+        ONE(ka[3], x, a3);
+        ONE(ka[4], x, a4);
+        ONE(ka[5], x, a5);
+        ONE(ka[6], x, a6);
+        ONE(ka[7], x, a7);
+        ONE(kb[0], y, a8);
+        ONE(kb[1], y, a9);
+        ONE(kb[2], y, a10);
+        ONE(kb[3], y, a11);
+        ONE(kb[4], y, a12);
+        ONE(kb[5], y, a13);
+        ONE(kb[6], y, a14);
+        ONE(kb[7], y, a15);
+#undef ONE
+    }
+    return reduce16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+}
+
+/* dst[0 .. count) = scale * lanes [0, count) of `sum`, or of lanes 8.. when `upper`. */
+AVX512 static void store_scores(__m512 sum, float scale, int upper, int32_t count, float *dst)
+{
+    __m512 v = _mm512_mul_ps(sum, _mm512_set1_ps(scale));
+    if (upper)
+        v = _mm512_shuffle_f32x4(v, v, 0x4E); /* lanes 8-15 down to 0-7 */
+    _mm512_mask_storeu_ps(dst, (__mmask16)(count >= 16 ? 0xFFFFu : (1u << count) - 1u), v);
+}
+
+/* Scores of keys [kg, kend) (at most 16; rows at kbase + j*row_bytes) for every row, into
+ * out[r*lds + j - kg]: rows in pairs against 8 keys at a time, an odd last row against all
+ * 16 at once. */
+#define SCORE_GROUP(DOT, QT, KT, q, kbase, row_bytes, kg, kend, out)                                   do {                                                                                                   const KT *k8[2][8];                                                                                const int32_t cnt_ = (kend) - (kg);                                                                int32_t r_, h_;                                                                                    key_rows8((const char *)(kbase), row_bytes, kg, kend, (const char **)(void *)k8[0]);              key_rows8((const char *)(kbase), row_bytes, cnt_ > 8 ? (kg) + 8 : (kend) - 1, kend,                         (const char **)(void *)k8[1]);                                                           for (r_ = 0; r_ + 1 < tile->m; r_ += 2) {                                                              const QT *qa_ = (q) + (size_t)r_ * (size_t)d, *qb_ = qa_ + d;                                      for (h_ = 0; h_ < 2 && 8 * h_ < cnt_; h_++) {                                                          const __m512 v_ = DOT(qa_, k8[h_], qb_, k8[h_], d);                                                float *o_ = (out) + (size_t)r_ * (size_t)lds + 8 * h_;                                             const int32_t c_ = cnt_ - 8 * h_ < 8 ? cnt_ - 8 * h_ : 8;                                          store_scores(v_, tile->scale, 0, c_, o_);                                                          store_scores(v_, tile->scale, 1, c_, o_ + lds);                                                }                                                                                              }                                                                                                  if (r_ < tile->m) {                                                                                    const QT *qa_ = (q) + (size_t)r_ * (size_t)d;                                                      store_scores(DOT(qa_, k8[0], qa_, k8[1], d), tile->scale, 0, cnt_,                                              (out) + (size_t)r_ * (size_t)lds);                                                }                                                                                              } while (0)
+
+
+AVX512BF16 static void scores_bf16_dot(const nsa_attn_tile *tile, const uint16_t *qb,
+                                       const nsa_kv_block *blk, int32_t j0, int32_t n, float *s,
+                                       int64_t lds)
+{
+    const int32_t d = tile->d;
+    int32_t g;
+    for (g = j0; g < j0 + n; g += 16) {
+        prefetch_rows_ahead(blk->k, blk->k_row_stride * 2, g + NSA_FUSED_PREFETCH,
+                            g + NSA_FUSED_PREFETCH + 16, blk->len, (size_t)d * 2);
+        SCORE_GROUP(dot16_bf16, uint16_t, char, qb, blk->k, blk->k_row_stride * 2, g,
+                    (g + 16 < j0 + n ? g + 16 : j0 + n), s + (g - j0));
+    }
+}
+
+/* Keys of other dtypes (or queries that are not bf16): 16 key rows converted to fp32 in
+ * `tmp` (16 x d floats, stays in L1), then fp32 FMAs. */
+AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
+                               const nsa_kv_block *blk, int32_t j0, int32_t n, float *s,
+                               int64_t lds, float *tmp)
+{
+    const int32_t d = tile->d;
+    const size_t esize = nsa_dtype_size(tile->kv_dtype);
+    const nsa_dequant *dq = &tile->k_dequant;
+    int32_t g, jj;
+    for (g = j0; g < j0 + n; g += 16) {
+        const int32_t cnt = j0 + n - g < 16 ? j0 + n - g : 16;
+        for (jj = 0; jj < cnt; jj++) {
+            const char *row =
+                (const char *)blk->k + (int64_t)(g + jj) * blk->k_row_stride * (int64_t)esize;
+            if (tile->kv_dtype == NSA_DTYPE_I8)
+                nsa_load_i8_dequant((const int8_t *)row, 1, dq->scale, dq->scale_stride,
+                                    dq->offset, dq->offset_stride, tmp + (size_t)jj * d, d);
+            else
+                nsa_load_f32(row, tile->kv_dtype, 1, tmp + (size_t)jj * d, d);
+        }
+        SCORE_GROUP(dot16_f32, float, float, q, tmp, (int64_t)d * 4, 0, cnt, s + (g - j0));
+    }
+}
+
+/* 16 channels of a value row as fp32; int8 is dequantised as nsa_load_i8_dequant does:
+ * (x + offset) * scale, rounded after each step. */
+AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512 scale,
+                                __m512 offset)
+{
+    switch (dt) {
+    case NSA_DTYPE_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + (size_t)c * 2))),
+            16));
+    case NSA_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + (size_t)c * 2)));
+    case NSA_DTYPE_I8:
+        return _mm512_mul_ps(
+            _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                              _mm_loadu_si128((const __m128i *)(row + (size_t)c)))),
+                          offset),
+            scale);
+    default:
+        return _mm512_loadu_ps((const float *)(void *)row + c);
+    }
+}
+
+/* Dequantisation constants of channels [c, c + 16) (zero offset / unit scale when unused). */
+AVX512 static void dequant_consts(const nsa_dequant *dq, int32_t c, __m512 *scale, __m512 *offset)
+{
+    float sc[16], of[16];
+    int i;
+    for (i = 0; i < 16; i++) {
+        sc[i] = dq->scale ? dq->scale[(int64_t)(c + i) * dq->scale_stride] : 1.0f;
+        of[i] = dq->offset ? dq->offset[(int64_t)(c + i) * dq->offset_stride] : 0.0f;
+    }
+    *scale = _mm512_loadu_ps(sc);
+    *offset = _mm512_loadu_ps(of);
+}
+
+/* o[r][c0 .. c0 + 16*NZ) += sum_j p[r][j] * v[j][...] for M rows (compile-time M, NZ keep the
+ * M*NZ accumulators in registers). */
+AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_dequant *dq,
+                            const float *p, int64_t ldp, const nsa_kv_block *blk, int32_t j0,
+                            int32_t n, int32_t c0, float *o, int32_t dv)
+{
+    const size_t esize = nsa_dtype_size(dt);
+    __m512 acc[8][4], sc[4], of[4];
+    int r, z;
+    int32_t j;
+    for (z = 0; z < NZ; z++) {
+        sc[z] = _mm512_set1_ps(1.0f);
+        of[z] = _mm512_setzero_ps();
+        if (dt == NSA_DTYPE_I8)
+            dequant_consts(dq, c0 + 16 * z, &sc[z], &of[z]);
+    }
+    for (r = 0; r < M; r++)
+        for (z = 0; z < NZ; z++)
+            acc[r][z] = _mm512_loadu_ps(o + (size_t)r * (size_t)dv + c0 + 16 * z);
+    for (j = 0; j < n; j++) {
+        const char *row =
+            (const char *)blk->v + (int64_t)(j0 + j) * blk->v_row_stride * (int64_t)esize;
+        __m512 v[4];
+        for (z = 0; z < NZ; z++)
+            v[z] = load_value(dt, row, c0 + 16 * z, sc[z], of[z]);
+        for (r = 0; r < M; r++) {
+            __m512 pr = _mm512_set1_ps(p[(size_t)r * (size_t)ldp + j]);
+            for (z = 0; z < NZ; z++)
+                acc[r][z] = _mm512_fmadd_ps(pr, v[z], acc[r][z]);
+        }
+    }
+    for (r = 0; r < M; r++)
+        for (z = 0; z < NZ; z++)
+            _mm512_storeu_ps(o + (size_t)r * (size_t)dv + c0 + 16 * z, acc[r][z]);
+}
+
+/* All channels of M rows, 16 keys at a time: blocks of 64 channels (32 above 4 rows), then
+ * single vectors; the group's value rows stay in L1 between the blocks. */
+AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, const float *p,
+                           int64_t ldp, const nsa_kv_block *blk, int32_t j0, int32_t n, float *o,
+                           int32_t dv)
+{
+    const int NZ = M <= 4 ? 4 : 2;
+    const int64_t row_bytes = blk->v_row_stride * (int64_t)nsa_dtype_size(dt);
+    int32_t g;
+    for (g = 0; g < n; g += 16) {
+        const int32_t cnt = n - g < 16 ? n - g : 16, ahead = j0 + g + NSA_FUSED_PREFETCH;
+        int32_t c0 = 0;
+        prefetch_rows_ahead(blk->v, row_bytes, ahead, ahead + 16, blk->len,
+                            (size_t)dv * nsa_dtype_size(dt));
+        for (; c0 + 16 * NZ <= dv; c0 += 16 * NZ)
+            pv_block(M, NZ, dt, dq, p + g, ldp, blk, j0 + g, cnt, c0, o, dv);
+        for (; c0 < dv; c0 += 16)
+            pv_block(M, 1, dt, dq, p + g, ldp, blk, j0 + g, cnt, c0, o, dv);
+    }
+}
+
+/* One instance per (rows, dtype) so the dtype switch and the loops over rows and vectors
+ * resolve at compile time. */
+#define PV_DTYPES(M)                                                                               \
+    AVX512 static void pv_##M(nsa_dtype dt, const nsa_dequant *dq, const float *p, int64_t ldp, \
+                              const nsa_kv_block *blk, int32_t j0, int32_t n, float *o,         \
+                              int32_t dv)                                                       \
+    {                                                                                           \
+        switch (dt) {                                                                           \
+        case NSA_DTYPE_BF16:                                                                    \
+            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, j0, n, o, dv);                          \
+            break;                                                                              \
+        case NSA_DTYPE_F16:                                                                     \
+            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, j0, n, o, dv);                           \
+            break;                                                                              \
+        case NSA_DTYPE_I8:                                                                      \
+            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, j0, n, o, dv);                            \
+            break;                                                                              \
+        default:                                                                                \
+            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, j0, n, o, dv);                           \
+            break;                                                                              \
+        }                                                                                       \
+    }
+PV_DTYPES(1)
+PV_DTYPES(2)
+PV_DTYPES(3)
+PV_DTYPES(4)
+PV_DTYPES(5)
+PV_DTYPES(6)
+PV_DTYPES(7)
+PV_DTYPES(8)
+
+#endif /* NSA_FUSED_X86 */
+
+void nsa_fused_scores(const nsa_attn_tile *tile, const float *q, const uint16_t *q_bf16,
+                      const nsa_kv_block *blk, int32_t j0, int32_t n, float *s, int64_t lds,
+                      float *tmp)
+{
+#ifdef NSA_FUSED_X86
+    if (q_bf16)
+        scores_bf16_dot(tile, q_bf16, blk, j0, n, s, lds);
+    else
+        scores_fp32(tile, q, blk, j0, n, s, lds, tmp);
+#else
+    (void)tile, (void)q, (void)q_bf16, (void)blk, (void)j0, (void)n, (void)s, (void)lds,
+        (void)tmp;
+#endif
+}
+
+void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p, int64_t ldp,
+                          const nsa_kv_block *blk, int32_t j0, int32_t n, float *o)
+{
+#ifdef NSA_FUSED_X86
+    typedef void (*pv_fn)(nsa_dtype, const nsa_dequant *, const float *, int64_t,
+                          const nsa_kv_block *, int32_t, int32_t, float *, int32_t);
+    static const pv_fn fns[NSA_FUSED_MAX_ROWS] = {pv_1, pv_2, pv_3, pv_4,
+                                                  pv_5, pv_6, pv_7, pv_8};
+    fns[tile->m - 1](tile->kv_dtype, &tile->v_dequant, p, ldp, blk, j0, n, o, tile->dv);
+#else
+    (void)tile, (void)p, (void)ldp, (void)blk, (void)j0, (void)n, (void)o;
+#endif
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The kernel's few-row path: Q.K^T and P.V of a chunk for tiles of at most
+ * NSA_FUSED_MAX_ROWS query rows (decode), computed without BLAS from the caller's K and V
+ * rows (f32, f16, bf16 or int8 with dequantisation). Used by nsa_attn_tile_run only. */
+#ifndef NSA_KERNEL_ATTN_FUSED_H
+#define NSA_KERNEL_ATTN_FUSED_H
+
+#include "kernel/attn_tile.h"
+
+#define NSA_FUSED_MAX_ROWS 8
+
+/* 1 when the tile can take the path: 1..8 rows, d and dv multiples of 16, channel stride 1
+ * in every block, an AVX-512 CPU. */
+NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
+/* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16): then
+ * nsa_fused_scores wants the queries as bf16 too. */
+NSA_INTERNAL int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile);
+
+/* s[r*lds + j] = scale * q_r . k_(j0+j) for the tile's rows and j in [0, n). `q` is [m][d]
+ * fp32, `q_bf16` the same rows as bf16 when nsa_fused_uses_bf16_dot() (else NULL); `tmp`
+ * holds 16 x d floats. */
+NSA_INTERNAL void nsa_fused_scores(const nsa_attn_tile *tile, const float *q,
+                                   const uint16_t *q_bf16, const nsa_kv_block *blk, int32_t j0,
+                                   int32_t n, float *s, int64_t lds, float *tmp);
+/* o[r][c] += sum_j p[r*ldp + j] * v_(j0+j)[c] for the tile's rows, c in [0, dv). */
+NSA_INTERNAL void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p, int64_t ldp,
+                                       const nsa_kv_block *blk, int32_t j0, int32_t n, float *o);
+
+#endif /* NSA_KERNEL_ATTN_FUSED_H */
