@@ -10,7 +10,11 @@
  *           two bf16 are exact in fp32, so only the summation order differs from the GEMM);
  *           other dtypes are converted to fp32 rows of 16 keys in L1 first;
  *   P.V:    channel blocks of 64 (32 for more than 4 rows) held in registers while the chunk's
- *           values stream past, converted (and dequantised) in registers.
+ *           values stream past, converted in registers.
+ *
+ * int8 K/V: the per-channel scales are folded out of the inner loops, onto the queries for
+ * Q.K^T (q_c * scale_c) and onto the output for P.V, so the loops only convert and add the
+ * offset. Each product is still rounded once in fp32; only where the rounding happens moves.
  *
  * The path taken depends only on the tile's shape and dtypes and on the CPU, never on the
  * thread count.
@@ -30,6 +34,11 @@
 #define INLINE static inline __attribute__((always_inline))
 #endif
 
+static int unit_or_zero(int64_t stride)
+{
+    return stride == 0 || stride == 1;
+}
+
 int nsa_fused_usable(const nsa_attn_tile *tile)
 {
 #ifdef NSA_FUSED_X86
@@ -40,6 +49,10 @@ int nsa_fused_usable(const nsa_attn_tile *tile)
     if (tile->kv_dtype != NSA_DTYPE_BF16 && tile->kv_dtype != NSA_DTYPE_F16 &&
         tile->kv_dtype != NSA_DTYPE_I8 && tile->kv_dtype != NSA_DTYPE_F32)
         return 0;
+    if (tile->kv_dtype == NSA_DTYPE_I8 &&
+        (!unit_or_zero(tile->k_dequant.offset_stride) ||
+         !unit_or_zero(tile->v_dequant.offset_stride)))
+        return 0; /* the loops read offsets as vectors or broadcast them */
     for (b = 0; b < tile->nblocks; b++)
         if (tile->blocks[b].k_col_stride != 1 || tile->blocks[b].v_col_stride != 1)
             return 0;
@@ -256,6 +269,22 @@ AVX512BF16 static void scores_bf16_dot(const nsa_attn_tile *tile, const uint16_t
     }
 }
 
+/* int8 rows as fp32 x + offset[c] (the scales are folded into the queries and the output,
+ * see nsa_fused_prepare), d % 16 == 0, offset stride 0 or 1. */
+AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, int32_t d,
+                                      float *dst)
+{
+    int32_t c;
+    for (c = 0; c < d; c += 16) {
+        __m512 x = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + c))));
+        if (dq->offset)
+            x = _mm512_add_ps(x, dq->offset_stride ? _mm512_loadu_ps(dq->offset + c)
+                                                   : _mm512_set1_ps(dq->offset[0]));
+        _mm512_storeu_ps(dst + c, x);
+    }
+}
+
 /* Keys of other dtypes (or queries that are not bf16): 16 key rows converted to fp32 in
  * `tmp` (16 x d floats, stays in L1), then fp32 FMAs. */
 AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
@@ -264,16 +293,17 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
 {
     const int32_t d = tile->d;
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
-    const nsa_dequant *dq = &tile->k_dequant;
     int32_t g, jj;
     for (g = j0; g < j0 + n; g += 16) {
         const int32_t cnt = j0 + n - g < 16 ? j0 + n - g : 16;
+        prefetch_rows_ahead(blk->k, blk->k_row_stride * (int64_t)esize, g + NSA_FUSED_PREFETCH,
+                            g + NSA_FUSED_PREFETCH + 16, blk->len, (size_t)d * esize);
         for (jj = 0; jj < cnt; jj++) {
             const char *row =
                 (const char *)blk->k + (int64_t)(g + jj) * blk->k_row_stride * (int64_t)esize;
             if (tile->kv_dtype == NSA_DTYPE_I8)
-                nsa_load_i8_dequant((const int8_t *)row, 1, dq->scale, dq->scale_stride,
-                                    dq->offset, dq->offset_stride, tmp + (size_t)jj * d, d);
+                i8_row_plus_offset((const int8_t *)row, &tile->k_dequant, d,
+                                   tmp + (size_t)jj * d);
             else
                 nsa_load_f32(row, tile->kv_dtype, 1, tmp + (size_t)jj * d, d);
         }
@@ -281,10 +311,9 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
     }
 }
 
-/* 16 channels of a value row as fp32; int8 is dequantised as nsa_load_i8_dequant does:
- * (x + offset) * scale, rounded after each step. */
-AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512 scale,
-                                __m512 offset)
+/* 16 channels of a value row as fp32; int8 as x + offset (its scale is applied to the output
+ * by nsa_fused_finish). */
+AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512 offset)
 {
     switch (dt) {
     case NSA_DTYPE_BF16:
@@ -294,27 +323,18 @@ AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512
     case NSA_DTYPE_F16:
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + (size_t)c * 2)));
     case NSA_DTYPE_I8:
-        return _mm512_mul_ps(
-            _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                              _mm_loadu_si128((const __m128i *)(row + (size_t)c)))),
-                          offset),
-            scale);
+        return _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                 _mm_loadu_si128((const __m128i *)(row + (size_t)c)))),
+                             offset);
     default:
         return _mm512_loadu_ps((const float *)(void *)row + c);
     }
 }
 
-/* Dequantisation constants of channels [c, c + 16) (zero offset / unit scale when unused). */
-AVX512 static void dequant_consts(const nsa_dequant *dq, int32_t c, __m512 *scale, __m512 *offset)
+/* Channel c of a per-channel (stride 1) or per-tensor (stride 0) dequantisation vector. */
+static float dq_at(const float *v, int64_t stride, int32_t c, float none)
 {
-    float sc[16], of[16];
-    int i;
-    for (i = 0; i < 16; i++) {
-        sc[i] = dq->scale ? dq->scale[(int64_t)(c + i) * dq->scale_stride] : 1.0f;
-        of[i] = dq->offset ? dq->offset[(int64_t)(c + i) * dq->offset_stride] : 0.0f;
-    }
-    *scale = _mm512_loadu_ps(sc);
-    *offset = _mm512_loadu_ps(of);
+    return v ? v[(int64_t)c * stride] : none;
 }
 
 /* o[r][c0 .. c0 + 16*NZ) += sum_j p[r][j] * v[j][...] for M rows (compile-time M, NZ keep the
@@ -324,14 +344,16 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
                             int32_t n, int32_t c0, float *o, int32_t dv)
 {
     const size_t esize = nsa_dtype_size(dt);
-    __m512 acc[8][4], sc[4], of[4];
-    int r, z;
+    __m512 acc[8][4], of[4];
+    int r, z, i;
     int32_t j;
     for (z = 0; z < NZ; z++) {
-        sc[z] = _mm512_set1_ps(1.0f);
-        of[z] = _mm512_setzero_ps();
-        if (dt == NSA_DTYPE_I8)
-            dequant_consts(dq, c0 + 16 * z, &sc[z], &of[z]);
+        float off[16];
+        for (i = 0; i < 16; i++)
+            off[i] = dt == NSA_DTYPE_I8
+                         ? dq_at(dq->offset, dq->offset_stride, c0 + 16 * z + i, 0.0f)
+                         : 0.0f;
+        of[z] = _mm512_loadu_ps(off);
     }
     for (r = 0; r < M; r++)
         for (z = 0; z < NZ; z++)
@@ -341,7 +363,7 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
             (const char *)blk->v + (int64_t)(j0 + j) * blk->v_row_stride * (int64_t)esize;
         __m512 v[4];
         for (z = 0; z < NZ; z++)
-            v[z] = load_value(dt, row, c0 + 16 * z, sc[z], of[z]);
+            v[z] = load_value(dt, row, c0 + 16 * z, of[z]);
         for (r = 0; r < M; r++) {
             __m512 pr = _mm512_set1_ps(p[(size_t)r * (size_t)ldp + j]);
             for (z = 0; z < NZ; z++)
@@ -406,6 +428,28 @@ PV_DTYPES(7)
 PV_DTYPES(8)
 
 #endif /* NSA_FUSED_X86 */
+
+void nsa_fused_prepare(const nsa_attn_tile *tile, float *q)
+{
+    const nsa_dequant *dq = &tile->k_dequant;
+    int32_t r, c;
+    if (tile->kv_dtype != NSA_DTYPE_I8)
+        return;
+    for (r = 0; r < tile->m; r++)
+        for (c = 0; c < tile->d; c++)
+            q[(size_t)r * (size_t)tile->d + c] *= dq_at(dq->scale, dq->scale_stride, c, 1.0f);
+}
+
+void nsa_fused_finish(const nsa_attn_tile *tile, float *o)
+{
+    const nsa_dequant *dq = &tile->v_dequant;
+    int32_t r, c;
+    if (tile->kv_dtype != NSA_DTYPE_I8)
+        return;
+    for (r = 0; r < tile->m; r++)
+        for (c = 0; c < tile->dv; c++)
+            o[(size_t)r * (size_t)tile->dv + c] *= dq_at(dq->scale, dq->scale_stride, c, 1.0f);
+}
 
 void nsa_fused_scores(const nsa_attn_tile *tile, const float *q, const uint16_t *q_bf16,
                       const nsa_kv_block *blk, int32_t j0, int32_t n, float *s, int64_t lds,

@@ -16,6 +16,11 @@ NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
  * nsa_fused_scores wants the queries as bf16 too. */
 NSA_INTERNAL int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile);
 
+/* Before the first chunk: fold int8 key scales into the fp32 queries `q` ([m][d]). */
+NSA_INTERNAL void nsa_fused_prepare(const nsa_attn_tile *tile, float *q);
+/* After the last chunk: apply int8 value scales to the accumulator `o` ([m][dv]). */
+NSA_INTERNAL void nsa_fused_finish(const nsa_attn_tile *tile, float *o);
+
 /* s[r*lds + j] = scale * q_r . k_(j0+j) for the tile's rows and j in [0, n). `q` is [m][d]
  * fp32, `q_bf16` the same rows as bf16 when nsa_fused_uses_bf16_dot() (else NULL); `tmp`
  * holds 16 x d floats. */

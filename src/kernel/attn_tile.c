@@ -235,6 +235,8 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
                       NSA_ROUND_NEAREST_EVEN);
         qb = sc.qb;
     }
+    if (fused)
+        nsa_fused_prepare(tile, sc.q);
 
     for (b = 0; b < tile->nblocks; b++) {
         const nsa_kv_block *blk = &tile->blocks[b];
@@ -264,5 +266,7 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
                           tile->dv);
         }
     }
+    if (fused)
+        nsa_fused_finish(tile, sc.o);
     finish(tile, &sc);
 }
