@@ -16,41 +16,41 @@ static nsa_status create_null_out(err_call *c)
 static nsa_status create_bad_struct_size(err_call *c)
 {
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
+    nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     cfg.struct_size = sizeof cfg + 8;
-    err_watch_handle(c, &ctx);
-    return nsa_context_create(&cfg, &ctx);
+    err_watch_handle(c, ctx);
+    return nsa_context_create(&cfg, ctx);
 }
 
 static nsa_status create_bad_threads(err_call *c)
 {
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
+    nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     cfg.num_threads = 1025;
-    err_watch_handle(c, &ctx);
-    return nsa_context_create(&cfg, &ctx);
+    err_watch_handle(c, ctx);
+    return nsa_context_create(&cfg, ctx);
 }
 
 static nsa_status create_bad_pool(err_call *c)
 {
     nsa_thread_pool pool;
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
+    nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     memset(&pool, 0, sizeof pool);
     cfg.thread_pool = &pool;
-    err_watch_handle(c, &ctx);
-    return nsa_context_create(&cfg, &ctx);
+    err_watch_handle(c, ctx);
+    return nsa_context_create(&cfg, ctx);
 }
 
 static nsa_status create_bad_allocator(err_call *c)
 {
     nsa_allocator a;
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
+    nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     memset(&a, 0, sizeof a);
     cfg.allocator = &a;
-    err_watch_handle(c, &ctx);
-    return nsa_context_create(&cfg, &ctx);
+    err_watch_handle(c, ctx);
+    return nsa_context_create(&cfg, ctx);
 }
 
 static void *failing_alloc(void *user, size_t size, size_t alignment)
@@ -71,10 +71,10 @@ static nsa_status create_oom(err_call *c)
 {
     nsa_allocator a = {NULL, failing_alloc, plain_free};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
+    nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     cfg.allocator = &a;
-    err_watch_handle(c, &ctx);
-    return nsa_context_create(&cfg, &ctx);
+    err_watch_handle(c, ctx);
+    return nsa_context_create(&cfg, ctx);
 }
 
 static nsa_status workspace_null_ctx(err_call *c)
@@ -197,14 +197,14 @@ static nsa_status create_pool_oom(err_call *c)
 {
     nsa_allocator a = {NULL, counting_alloc, plain_free};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
-    nsa_context *ctx = NULL;
+    nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     cfg.num_threads = 2;
     g_allocs_left = 1;
     if (nsa_set_allocator(&a) != NSA_SUCCESS)
         return NSA_ERR_INTERNAL;
-    err_watch_handle(c, &ctx);
+    err_watch_handle(c, ctx);
     err_at_end(c, reset_allocator);
-    return nsa_context_create(&cfg, &ctx);
+    return nsa_context_create(&cfg, ctx);
 }
 
 static nsa_status set_allocator_incomplete(err_call *c)
