@@ -222,9 +222,10 @@ static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_c
     return NSA_SUCCESS;
 }
 
+/* ceil(a / b) for a >= 0, b >= 1; a + b - 1 could overflow for lengths near INT64_MAX */
 static int64_t cdiv(int64_t a, int64_t b)
 {
-    return (a + b - 1) / b;
+    return a / b + (a % b != 0);
 }
 
 static nsa_status check_block_sizes(int64_t q_block, int64_t kv_block)

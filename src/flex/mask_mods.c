@@ -159,7 +159,10 @@ static nsa_status load_ids(const nsa_tensor *t, const char *name, int64_t **ids,
     if (st != NSA_SUCCESS)
         return st;
     *len = t->shape[0];
-    *ids = (int64_t *)nsa_heap_alloc((size_t)(*len > 0 ? *len : 1) * sizeof(int64_t), 16);
+    /* a broadcast (stride 0) tensor can list more ids than size_t bytes can hold */
+    *ids = (uint64_t)*len > SIZE_MAX / sizeof(int64_t)
+               ? NULL
+               : (int64_t *)nsa_heap_alloc((size_t)(*len > 0 ? *len : 1) * sizeof(int64_t), 16);
     if (!*ids)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory copying %s", name);
     for (i = 0; i < *len; i++) {
@@ -639,6 +642,11 @@ nsa_status nsa_mask_mod_eval(const nsa_mask_mod *mod, int64_t b, int64_t h, int6
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "b, h, q_idx, kv0 and n must be >= 0, got %lld, %lld, %lld, %lld, %d",
                          (long long)b, (long long)h, (long long)q_idx, (long long)kv0, (int)n);
+    /* the coverage check and the row take q_idx + 1 and kv0 + n */
+    if (q_idx == INT64_MAX || kv0 > INT64_MAX - n)
+        return nsa_error(NSA_ERR_INVALID_ARGUMENT,
+                         "q_idx + 1 and kv0 + n must not overflow int64, got %lld and %lld + %d",
+                         (long long)q_idx, (long long)kv0, (int)n);
     st = check_cover(mod, q_idx + 1, kv0 + n, 0);
     if (st != NSA_SUCCESS)
         return st;

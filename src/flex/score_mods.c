@@ -36,7 +36,10 @@ static nsa_status copy_table(const nsa_tensor *t, const char *name, int32_t ndim
         return st;
     if (t->shape[0] < 1 || t->shape[ndim - 1] < 1)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must not be empty", name);
-    m->table = (float *)nsa_heap_alloc((size_t)rows * (size_t)cols * sizeof(float), 16);
+    /* a broadcast (stride 0) table can hold more floats than size_t bytes can */
+    m->table = (uint64_t)rows * (uint64_t)cols > SIZE_MAX / sizeof(float)
+                   ? NULL
+                   : (float *)nsa_heap_alloc((size_t)rows * (size_t)cols * sizeof(float), 16);
     if (!m->table)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory copying %s", name);
     for (r = 0; r < rows; r++)
@@ -68,7 +71,9 @@ nsa_status nsa_score_mod_alibi(const nsa_tensor *slopes, int64_t num_heads, nsa_
     if (slopes) {
         st = copy_table(slopes, "slopes", 1, m);
     } else {
-        m->table = (float *)nsa_heap_alloc((size_t)num_heads * sizeof(float), 16);
+        m->table = (uint64_t)num_heads > SIZE_MAX / sizeof(float)
+                       ? NULL
+                       : (float *)nsa_heap_alloc((size_t)num_heads * sizeof(float), 16);
         if (!m->table)
             st = nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating ALiBi slopes");
         for (h = 0; m->table && h < num_heads; h++) /* attention-gym's 2^(-8 (h+1) / H) */

@@ -46,9 +46,10 @@ typedef struct flex_plan {
     char *scratch;
 } flex_plan;
 
+/* ceil(a / b) for a >= 0, b >= 1; a + b - 1 could overflow for lengths near INT64_MAX */
 static int64_t cdiv(int64_t a, int64_t b)
 {
-    return (a + b - 1) / b;
+    return a / b + (a % b != 0);
 }
 
 static nsa_status check_same_dtype(const nsa_tensor *t, const char *name, nsa_dtype dt)
@@ -374,7 +375,6 @@ nsa_status nsa_flex_attention_workspace_size(nsa_context *ctx, const nsa_tensor 
     nsa_clear_error();
     if (!size)
         return nsa_error(NSA_ERR_NULL_POINTER, "size must not be NULL");
-    *size = 0;
     st = validate(ctx, q, k, v, block_mask, NULL, params, NULL, NULL, &p);
     if (st != NSA_SUCCESS)
         return st;

@@ -304,12 +304,6 @@ nsa_status nsa_check_prefix_sums(const int64_t *cum, int64_t count, const char *
                                  int64_t total, const char *total_what)
 {
     int64_t i;
-    if (count < 0)
-        return nsa_error(NSA_ERR_INVALID_ARGUMENT, "%s must have >= 0 entries, got %lld", name,
-                         (long long)count);
-    if (count > 0 && !cum)
-        return nsa_error(NSA_ERR_NULL_POINTER, "%s must not be NULL (count %lld)", name,
-                         (long long)count);
     for (i = 0; i < count; i++) {
         int64_t prev = i ? cum[i - 1] : 0;
         if (cum[i] < prev)

@@ -53,7 +53,8 @@ static inline void *nsa_tensor_at(const nsa_tensor *t, int64_t off)
 }
 
 /* Check a cumulative (prefix-sum) length array: non-decreasing, starting >= 0, last == total
- * (total < 0: no total check). `name` is the parameter name. */
+ * (total < 0: no total check). `name` is the parameter name. The caller has checked, with
+ * its own message, that cum is not NULL and count >= 1. */
 NSA_INTERNAL nsa_status nsa_check_prefix_sums(const int64_t *cum, int64_t count, const char *name,
                                               int64_t total, const char *total_what);
 

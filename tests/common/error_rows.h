@@ -48,8 +48,8 @@ void err_at_end(err_call *c, void (*fn)(void));
 /* Zeroed, 64-byte aligned memory that lives until the runner has checked the case. */
 void *err_alloc(err_call *c, size_t bytes);
 
-/* `*handle_ptr` (a T **) must stay as it is or become NULL. Like err_watch, the handle must
- * outlive the case: err_alloc() it. */
+/* `*handle_ptr` (a T **) must stay as it is or become NULL. Like err_watch()'s buffer,
+ * `handle_ptr` must outlive the case: err_alloc() it, never take a local's address. */
 void err_watch_handle(err_call *c, void *handle_ptr);
 
 /* Make the failing call and return its status. */
