@@ -723,7 +723,6 @@ nsa_status nsa_select_attention_workspace_size(nsa_context *ctx, const nsa_tenso
     nsa_clear_error();
     if (!size)
         return nsa_error(NSA_ERR_NULL_POINTER, "size must not be NULL");
-    *size = 0;
     if (!nsa_context_resolve(ctx))
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "could not create the default context");
     st = check_inputs(ctx, query, key, value, topk_indices, params, &pl);

@@ -917,12 +917,11 @@ static nsa_status sa_ws_null(err_call *c)
                                                NULL);
 }
 
-/* *size is set to 0 on every failure (test_select_attention.c checks it), so it is not
- * watched. */
 static nsa_status sa_ws_oom(err_call *c)
 {
     sa_fx *f = sa_new(c, 0);
     size_t *size = (size_t *)err_alloc(c, sizeof *size);
+    err_watch(c, size, sizeof *size);
     fail_default_context(c);
     return nsa_select_attention_workspace_size(NULL, &f->q, &f->k, &f->v, &f->topk, &f->p,
                                                size);
