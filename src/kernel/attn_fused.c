@@ -120,22 +120,28 @@ static void key_rows8(const char *base, int64_t row_bytes, int32_t g, int32_t en
         rows[jj] = base + (int64_t)(g + jj < end ? g + jj : end - 1) * row_bytes;
 }
 
-/* Keys ahead of use whose K (V) rows the loops ask for: without it decode waits on memory
- * (measured 12 ms -> 8.3 ms for the bf16 benchmark case on one thread; 16 to 64 keys ahead
- * measure the same, 192 and more are slower as the rows no longer stay in L1). */
-#define NSA_FUSED_PREFETCH 64
-
-/* Ask for rows [from, to) of a block (clamped to its `len` rows) ahead of use. */
-static void prefetch_rows_ahead(const void *base, int64_t row_bytes, int32_t from, int32_t to,
-                                int32_t len, size_t span)
+/* Ask for the 16 rows from `from` of one side (K, or V when `values`) ahead of use: rows of
+ * this block, or past its end the first rows of the next one (the pages of a paged cache). */
+static void prefetch_ahead(const nsa_kv_block *blk, const nsa_kv_block *next, int values,
+                           size_t esize, int32_t from, size_t span)
 {
-    int32_t j;
+    int32_t j, to;
     size_t off;
-    if (to > len)
-        to = len;
-    for (j = from; j < to; j++)
+    if (from >= blk->len) {
+        if (!next)
+            return;
+        from -= blk->len;
+        blk = next;
+    }
+    to = from + 16 < blk->len ? from + 16 : blk->len;
+    for (j = from; j < to; j++) {
+        const char *row = values ? (const char *)blk->v +
+                                       (int64_t)j * blk->v_row_stride * (int64_t)esize
+                                 : (const char *)blk->k +
+                                       (int64_t)j * blk->k_row_stride * (int64_t)esize;
         for (off = 0; off < span; off += 64)
-            __builtin_prefetch((const char *)base + (int64_t)j * row_bytes + off, 0, 3);
+            __builtin_prefetch(row + off, 0, 3);
+    }
 }
 
 /* Lanes 0-7: qa . ka[j]; lanes 8-15: qb . kb[j], over d channels. Two query rows against the
@@ -252,18 +258,40 @@ AVX512 static void store_scores(__m512 sum, float scale, int upper, int32_t coun
 /* Scores of keys [kg, kend) (at most 16; rows at kbase + j*row_bytes) for every row, into
  * out[r*lds + j - kg]: rows in pairs against 8 keys at a time, an odd last row against all
  * 16 at once. */
-#define SCORE_GROUP(DOT, QT, KT, q, kbase, row_bytes, kg, kend, out)                                   do {                                                                                                   const KT *k8[2][8];                                                                                const int32_t cnt_ = (kend) - (kg);                                                                int32_t r_, h_;                                                                                    key_rows8((const char *)(kbase), row_bytes, kg, kend, (const char **)(void *)k8[0]);              key_rows8((const char *)(kbase), row_bytes, cnt_ > 8 ? (kg) + 8 : (kend) - 1, kend,                         (const char **)(void *)k8[1]);                                                           for (r_ = 0; r_ + 1 < tile->m; r_ += 2) {                                                              const QT *qa_ = (q) + (size_t)r_ * (size_t)d, *qb_ = qa_ + d;                                      for (h_ = 0; h_ < 2 && 8 * h_ < cnt_; h_++) {                                                          const __m512 v_ = DOT(qa_, k8[h_], qb_, k8[h_], d);                                                float *o_ = (out) + (size_t)r_ * (size_t)lds + 8 * h_;                                             const int32_t c_ = cnt_ - 8 * h_ < 8 ? cnt_ - 8 * h_ : 8;                                          store_scores(v_, tile->scale, 0, c_, o_);                                                          store_scores(v_, tile->scale, 1, c_, o_ + lds);                                                }                                                                                              }                                                                                                  if (r_ < tile->m) {                                                                                    const QT *qa_ = (q) + (size_t)r_ * (size_t)d;                                                      store_scores(DOT(qa_, k8[0], qa_, k8[1], d), tile->scale, 0, cnt_,                                              (out) + (size_t)r_ * (size_t)lds);                                                }                                                                                              } while (0)
+#define SCORE_GROUP(DOT, QT, KT, q, kbase, row_bytes, kg, kend, out)                             \
+    do {                                                                                           \
+        const KT *k8[2][8];                                                                        \
+        const int32_t cnt_ = (kend) - (kg);                                                        \
+        int32_t r_, h_;                                                                            \
+        key_rows8((const char *)(kbase), row_bytes, kg, kend, (const char **)(void *)k8[0]);       \
+        key_rows8((const char *)(kbase), row_bytes, cnt_ > 8 ? (kg) + 8 : (kend) - 1, kend,        \
+                  (const char **)(void *)k8[1]);                                                   \
+        for (r_ = 0; r_ + 1 < tile->m; r_ += 2) {                                                  \
+            const QT *qa_ = (q) + (size_t)r_ * (size_t)d, *qb_ = qa_ + d;                          \
+            for (h_ = 0; h_ < 2 && 8 * h_ < cnt_; h_++) {                                          \
+                const __m512 v_ = DOT(qa_, k8[h_], qb_, k8[h_], d);                                \
+                float *o_ = (out) + (size_t)r_ * (size_t)lds + 8 * h_;                             \
+                const int32_t c_ = cnt_ - 8 * h_ < 8 ? cnt_ - 8 * h_ : 8;                          \
+                store_scores(v_, tile->scale, 0, c_, o_);                                          \
+                store_scores(v_, tile->scale, 1, c_, o_ + lds);                                    \
+            }                                                                                      \
+        }                                                                                          \
+        if (r_ < tile->m) {                                                                        \
+            const QT *qa_ = (q) + (size_t)r_ * (size_t)d;                                          \
+            store_scores(DOT(qa_, k8[0], qa_, k8[1], d), tile->scale, 0, cnt_,                     \
+                         (out) + (size_t)r_ * (size_t)lds);                                        \
+        }                                                                                          \
+    } while (0)
 
 
 AVX512BF16 static void scores_bf16_dot(const nsa_attn_tile *tile, const uint16_t *qb,
-                                       const nsa_kv_block *blk, int32_t j0, int32_t n, float *s,
-                                       int64_t lds)
+                                       const nsa_kv_block *blk, const nsa_kv_block *next,
+                                       int32_t j0, int32_t n, float *s, int64_t lds)
 {
     const int32_t d = tile->d;
     int32_t g;
     for (g = j0; g < j0 + n; g += 16) {
-        prefetch_rows_ahead(blk->k, blk->k_row_stride * 2, g + NSA_FUSED_PREFETCH,
-                            g + NSA_FUSED_PREFETCH + 16, blk->len, (size_t)d * 2);
+        prefetch_ahead(blk, next, 0, 2, g + NSA_FUSED_PREFETCH, (size_t)d * 2);
         SCORE_GROUP(dot16_bf16, uint16_t, char, qb, blk->k, blk->k_row_stride * 2, g,
                     (g + 16 < j0 + n ? g + 16 : j0 + n), s + (g - j0));
     }
@@ -288,16 +316,15 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
 /* Keys of other dtypes (or queries that are not bf16): 16 key rows converted to fp32 in
  * `tmp` (16 x d floats, stays in L1), then fp32 FMAs. */
 AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
-                               const nsa_kv_block *blk, int32_t j0, int32_t n, float *s,
-                               int64_t lds, float *tmp)
+                               const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,
+                               int32_t n, float *s, int64_t lds, float *tmp)
 {
     const int32_t d = tile->d;
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     int32_t g, jj;
     for (g = j0; g < j0 + n; g += 16) {
         const int32_t cnt = j0 + n - g < 16 ? j0 + n - g : 16;
-        prefetch_rows_ahead(blk->k, blk->k_row_stride * (int64_t)esize, g + NSA_FUSED_PREFETCH,
-                            g + NSA_FUSED_PREFETCH + 16, blk->len, (size_t)d * esize);
+        prefetch_ahead(blk, next, 0, esize, g + NSA_FUSED_PREFETCH, (size_t)d * esize);
         for (jj = 0; jj < cnt; jj++) {
             const char *row =
                 (const char *)blk->k + (int64_t)(g + jj) * blk->k_row_stride * (int64_t)esize;
@@ -378,17 +405,15 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
 /* All channels of M rows, 16 keys at a time: blocks of 64 channels (32 above 4 rows), then
  * single vectors; the group's value rows stay in L1 between the blocks. */
 AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, const float *p,
-                           int64_t ldp, const nsa_kv_block *blk, int32_t j0, int32_t n, float *o,
-                           int32_t dv)
+                           int64_t ldp, const nsa_kv_block *blk, const nsa_kv_block *next,
+                           int32_t j0, int32_t n, float *o, int32_t dv)
 {
     const int NZ = M <= 4 ? 4 : 2;
-    const int64_t row_bytes = blk->v_row_stride * (int64_t)nsa_dtype_size(dt);
     int32_t g;
     for (g = 0; g < n; g += 16) {
         const int32_t cnt = n - g < 16 ? n - g : 16, ahead = j0 + g + NSA_FUSED_PREFETCH;
         int32_t c0 = 0;
-        prefetch_rows_ahead(blk->v, row_bytes, ahead, ahead + 16, blk->len,
-                            (size_t)dv * nsa_dtype_size(dt));
+        prefetch_ahead(blk, next, 1, nsa_dtype_size(dt), ahead, (size_t)dv * nsa_dtype_size(dt));
         for (; c0 + 16 * NZ <= dv; c0 += 16 * NZ)
             pv_block(M, NZ, dt, dq, p + g, ldp, blk, j0 + g, cnt, c0, o, dv);
         for (; c0 < dv; c0 += 16)
@@ -400,21 +425,21 @@ AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, con
  * resolve at compile time. */
 #define PV_DTYPES(M)                                                                               \
     AVX512 static void pv_##M(nsa_dtype dt, const nsa_dequant *dq, const float *p, int64_t ldp, \
-                              const nsa_kv_block *blk, int32_t j0, int32_t n, float *o,         \
-                              int32_t dv)                                                       \
+                              const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,    \
+                              int32_t n, float *o, int32_t dv)                                  \
     {                                                                                           \
         switch (dt) {                                                                           \
         case NSA_DTYPE_BF16:                                                                    \
-            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, j0, n, o, dv);                          \
+            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, next, j0, n, o, dv);                    \
             break;                                                                              \
         case NSA_DTYPE_F16:                                                                     \
-            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, j0, n, o, dv);                           \
+            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, next, j0, n, o, dv);                     \
             break;                                                                              \
         case NSA_DTYPE_I8:                                                                      \
-            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, j0, n, o, dv);                            \
+            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, next, j0, n, o, dv);                      \
             break;                                                                              \
         default:                                                                                \
-            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, j0, n, o, dv);                           \
+            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, next, j0, n, o, dv);                     \
             break;                                                                              \
         }                                                                                       \
     }
@@ -452,30 +477,32 @@ void nsa_fused_finish(const nsa_attn_tile *tile, float *o)
 }
 
 void nsa_fused_scores(const nsa_attn_tile *tile, const float *q, const uint16_t *q_bf16,
-                      const nsa_kv_block *blk, int32_t j0, int32_t n, float *s, int64_t lds,
-                      float *tmp)
+                      const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0, int32_t n,
+                      float *s, int64_t lds, float *tmp)
 {
 #ifdef NSA_FUSED_X86
     if (q_bf16)
-        scores_bf16_dot(tile, q_bf16, blk, j0, n, s, lds);
+        scores_bf16_dot(tile, q_bf16, blk, next, j0, n, s, lds);
     else
-        scores_fp32(tile, q, blk, j0, n, s, lds, tmp);
+        scores_fp32(tile, q, blk, next, j0, n, s, lds, tmp);
 #else
-    (void)tile, (void)q, (void)q_bf16, (void)blk, (void)j0, (void)n, (void)s, (void)lds,
-        (void)tmp;
+    (void)tile, (void)q, (void)q_bf16, (void)blk, (void)next, (void)j0, (void)n, (void)s,
+        (void)lds, (void)tmp;
 #endif
 }
 
 void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p, int64_t ldp,
-                          const nsa_kv_block *blk, int32_t j0, int32_t n, float *o)
+                          const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,
+                          int32_t n, float *o)
 {
 #ifdef NSA_FUSED_X86
     typedef void (*pv_fn)(nsa_dtype, const nsa_dequant *, const float *, int64_t,
-                          const nsa_kv_block *, int32_t, int32_t, float *, int32_t);
+                          const nsa_kv_block *, const nsa_kv_block *, int32_t, int32_t, float *,
+                          int32_t);
     static const pv_fn fns[NSA_FUSED_MAX_ROWS] = {pv_1, pv_2, pv_3, pv_4,
                                                   pv_5, pv_6, pv_7, pv_8};
-    fns[tile->m - 1](tile->kv_dtype, &tile->v_dequant, p, ldp, blk, j0, n, o, tile->dv);
+    fns[tile->m - 1](tile->kv_dtype, &tile->v_dequant, p, ldp, blk, next, j0, n, o, tile->dv);
 #else
-    (void)tile, (void)p, (void)ldp, (void)blk, (void)j0, (void)n, (void)o;
+    (void)tile, (void)p, (void)ldp, (void)blk, (void)next, (void)j0, (void)n, (void)o;
 #endif
 }

@@ -240,13 +240,15 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 
     for (b = 0; b < tile->nblocks; b++) {
         const nsa_kv_block *blk = &tile->blocks[b];
+        const nsa_kv_block *next = b + 1 < tile->nblocks ? blk + 1 : NULL;
         int32_t j0;
         for (j0 = 0; j0 < blk->len; j0 += kc) {
             int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
             chunk_view cv;
             if (fused) {
-                /* prefetches inside its loops: the chunk-wide prefetch measured slower */
-                nsa_fused_scores(tile, sc.q, qb, blk, j0, n, sc.s, kc, sc.k);
+                /* it prefetches as it goes, into the next block too (a chunk-wide prefetch
+                 * measured slower) */
+                nsa_fused_scores(tile, sc.q, qb, blk, next, j0, n, sc.s, kc, sc.k);
             } else {
                 cv = pack_chunk(tile, blk, j0, n, &sc);
                 prefetch_next_chunk(tile, b, j0, n, kc);
@@ -260,7 +262,7 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
                 tile->mask_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
             softmax_update(tile, n, kc, &sc);
             if (fused)
-                nsa_fused_accumulate(tile, sc.s, kc, blk, j0, n, sc.o);
+                nsa_fused_accumulate(tile, sc.s, kc, blk, next, j0, n, sc.o);
             else
                 nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
                           tile->dv);
