@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The kernel's few-row path (see attn_fused.h). With 1 to 8 query rows a chunk is too small
- * for a BLAS call to pay off: the GEMM packs K and V again for a handful of rows, and on CPUs
- * its library does not know it runs AVX2 kernels. Here each key row is read once from the
+ * The kernel's few-row path (see attn_fused.h). With up to 16 query rows a chunk is too
+ * small for a BLAS call to pay off: the GEMM packs K and V again for a handful of rows (and
+ * OpenBLAS runs AVX2 kernels on CPUs it does not know). Here each key row is read from the
  * caller's memory and converted in registers:
  *
  *   scores: 16 keys at a time, one accumulator per key, reduced across lanes by a fixed
- *           shuffle tree. bf16 keys against bf16-exact queries use vdpbf16ps (products of
+ *           shuffle tree; query rows go in pairs, so each key row loaded serves two. bf16 keys against bf16-exact queries use vdpbf16ps (products of
  *           two bf16 are exact in fp32, so only the summation order differs from the GEMM);
  *           other dtypes are converted to fp32 rows of 16 keys in L1 first;
- *   P.V:    channel blocks of 64 (32 for more than 4 rows) held in registers while the chunk's
- *           values stream past, converted in registers.
+ *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
+ *           in registers while 16 values at a time stream past, converted in registers.
  *
  * int8 K/V: the per-channel scales are folded out of the inner loops, onto the queries for
  * Q.K^T (q_c * scale_c) and onto the output for P.V, so the loops only convert and add the
@@ -499,9 +499,14 @@ void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p, int64_t ldp
     typedef void (*pv_fn)(nsa_dtype, const nsa_dequant *, const float *, int64_t,
                           const nsa_kv_block *, const nsa_kv_block *, int32_t, int32_t, float *,
                           int32_t);
-    static const pv_fn fns[NSA_FUSED_MAX_ROWS] = {pv_1, pv_2, pv_3, pv_4,
-                                                  pv_5, pv_6, pv_7, pv_8};
-    fns[tile->m - 1](tile->kv_dtype, &tile->v_dequant, p, ldp, blk, next, j0, n, o, tile->dv);
+    static const pv_fn fns[8] = {pv_1, pv_2, pv_3, pv_4, pv_5, pv_6, pv_7, pv_8};
+    int32_t r0;
+    /* rows in groups of at most 8 (the accumulators of a group fill the registers) */
+    for (r0 = 0; r0 < tile->m; r0 += 8) {
+        const int32_t rows = tile->m - r0 < 8 ? tile->m - r0 : 8;
+        fns[rows - 1](tile->kv_dtype, &tile->v_dequant, p + (size_t)r0 * (size_t)ldp, ldp, blk,
+                      next, j0, n, o + (size_t)r0 * (size_t)tile->dv, tile->dv);
+    }
 #else
     (void)tile, (void)p, (void)ldp, (void)blk, (void)next, (void)j0, (void)n, (void)o;
 #endif

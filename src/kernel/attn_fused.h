@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The kernel's few-row path: Q.K^T and P.V of a chunk for tiles of at most
- * NSA_FUSED_MAX_ROWS query rows (decode), computed without BLAS from the caller's K and V
+ * NSA_FUSED_MAX_ROWS query rows, computed without BLAS from the caller's K and V
  * rows (f32, f16, bf16 or int8 with dequantisation). Used by nsa_attn_tile_run only. */
 #ifndef NSA_KERNEL_ATTN_FUSED_H
 #define NSA_KERNEL_ATTN_FUSED_H
 
 #include "kernel/attn_tile.h"
 
-#define NSA_FUSED_MAX_ROWS 8
+/* Tiles of up to this many query rows (decode, GQA groups, a select-attention token's heads)
+ * skip BLAS: at 16 rows x 64 keys a BLAS call spends more on packing than on arithmetic
+ * (select attention 63 -> 101 GFLOP/s on one thread). Larger tiles go to BLAS. */
+#define NSA_FUSED_MAX_ROWS 16
 /* Keys ahead of use whose K (V) rows the loops ask for: without it decode waits on memory
  * (measured 12 ms -> 8.3 ms for the bf16 benchmark case on one thread; 16 to 64 keys ahead
  * measure the same, 192 and more are slower as the rows no longer stay in L1). */
 #define NSA_FUSED_PREFETCH 64
 
-/* 1 when the tile can take the path: 1..8 rows, d and dv multiples of 16, channel stride 1
+/* 1 when the tile can take the path: 1..NSA_FUSED_MAX_ROWS rows, d and dv multiples of 16, channel stride 1
  * in every block, an AVX-512 CPU. */
 NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
 /* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16): then
