@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas/blas.h"
 #include "test_util.h"
 
 static void *run_ref(const rel_op *op)
@@ -54,6 +55,17 @@ void rel_check_thread_counts(const rel_op *op)
     memset(got, 0xa5, op->out_size);
     assert_int_equal(op->run(op->user, NULL, got, op->out_size), NSA_SUCCESS);
     expect_same(op, ref, got, "the run on the default context");
+    free(got);
+    free(ref);
+}
+
+void rel_check_backends(const rel_op *op)
+{
+    void *ref = run_ref(op), *got;
+    nsa_blas_force_builtin(1);
+    got = run_ref(op);
+    nsa_blas_force_builtin(0);
+    expect_same(op, ref, got, "the run on the built-in GEMM");
     free(got);
     free(ref);
 }

@@ -27,6 +27,10 @@ void rel_check_thread_counts(const rel_op *op);
  * and the default context), each result bit-identical to a serial run. */
 void rel_check_concurrent(const rel_op *op);
 
+/* Outputs are bit-identical on the built-in GEMM and on the default (OpenBLAS) backend: for
+ * ops that promise it (docs/reliability.md, "Bit stability across BLAS backends"). */
+void rel_check_backends(const rel_op *op);
+
 /* With an allocator that fails the n-th allocation, for every n up to the number of
  * allocations a successful run makes: the op returns NSA_ERR_OUT_OF_MEMORY, frees everything
  * it allocated, and a later successful run still gives the reference bits. */

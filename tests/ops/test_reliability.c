@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel/simd.h"
 #include "reliability.h"
 #include "test_util.h"
 
@@ -45,14 +46,25 @@ static nsa_tensor view(void *data, nsa_dtype dt, int32_t ndim, int64_t a, int64_
     return nsa_tensor_contiguous(data, dt, ndim, shape);
 }
 
+/* which: 0 thread counts, 1 concurrent callers, 2 allocation failures, 3 BLAS backends */
 static void run_rel(const rel_op *op, int which)
 {
     if (which == 0)
         rel_check_thread_counts(op);
     else if (which == 1)
         rel_check_concurrent(op);
-    else
+    else if (which == 2)
         rel_check_alloc_failures(op);
+    else
+        rel_check_backends(op);
+}
+
+/* Tiles of at most NSA_FUSED_MAX_ROWS rows skip BLAS on AVX-512 CPUs: only there do decode
+ * and select promise the same bits on both GEMM backends. */
+static int few_row_path_runs(void **state)
+{
+    (void)state;
+    return nsa_cpu_has_avx512();
 }
 
 /* Every float of `got` in [0, n) is NaN where affected(i) is true and has the bits of
@@ -145,6 +157,7 @@ static void cp_rel(int which)
 static void test_compress_threads(void **s) { (void)s; cp_rel(0); }
 static void test_compress_concurrent(void **s) { (void)s; cp_rel(1); }
 static void test_compress_alloc(void **s) { (void)s; cp_rel(2); }
+static void test_compress_backends(void **s) { (void)s; cp_rel(3); }
 
 /* Window j of segment b covers tokens start_b + j*d .. + l - 1: row 0 = tokens [0, 32),
  * rows 1, 2 = tokens [40, 72) and [56, 88). */
@@ -533,6 +546,13 @@ static void se_rel(int which, int64_t sparse_mode)
 static void test_select_threads(void **s) { (void)s; se_rel(0, 0); }
 static void test_select_concurrent(void **s) { (void)s; se_rel(1, 0); }
 static void test_select_alloc(void **s) { (void)s; se_rel(2, 0); }
+static void test_select_backends(void **s)
+{
+    if (!few_row_path_runs(s))
+        skip();
+    se_rel(3, 0);
+    se_rel(3, 2);
+}
 static void test_select_causal_threads(void **s) { (void)s; se_rel(0, 2); }
 static void test_select_causal_concurrent(void **s) { (void)s; se_rel(1, 2); }
 static void test_select_causal_alloc(void **s) { (void)s; se_rel(2, 2); }
@@ -758,6 +778,13 @@ static void if_rel(int which, int paged)
 static void test_ifa_threads(void **s) { (void)s; if_rel(0, 0); }
 static void test_ifa_concurrent(void **s) { (void)s; if_rel(1, 0); }
 static void test_ifa_alloc(void **s) { (void)s; if_rel(2, 0); }
+static void test_ifa_backends(void **s)
+{
+    if (!few_row_path_runs(s))
+        skip();
+    if_rel(3, 0);
+    if_rel(3, 1);
+}
 static void test_ifa_paged_int8_threads(void **s) { (void)s; if_rel(0, 1); }
 static void test_ifa_paged_int8_concurrent(void **s) { (void)s; if_rel(1, 1); }
 static void test_ifa_paged_int8_alloc(void **s) { (void)s; if_rel(2, 1); }
@@ -1144,6 +1171,7 @@ int main(void)
         cmocka_unit_test(test_compress_threads),
         cmocka_unit_test(test_compress_concurrent),
         cmocka_unit_test(test_compress_alloc),
+        cmocka_unit_test(test_compress_backends),
         cmocka_unit_test(test_compress_edges),
         cmocka_unit_test(test_compress_attention_threads),
         cmocka_unit_test(test_compress_attention_concurrent),
@@ -1153,6 +1181,7 @@ int main(void)
         cmocka_unit_test(test_select_threads),
         cmocka_unit_test(test_select_concurrent),
         cmocka_unit_test(test_select_alloc),
+        cmocka_unit_test(test_select_backends),
         cmocka_unit_test(test_select_causal_threads),
         cmocka_unit_test(test_select_causal_concurrent),
         cmocka_unit_test(test_select_causal_alloc),
@@ -1160,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_ifa_threads),
         cmocka_unit_test(test_ifa_concurrent),
         cmocka_unit_test(test_ifa_alloc),
+        cmocka_unit_test(test_ifa_backends),
         cmocka_unit_test(test_ifa_paged_int8_threads),
         cmocka_unit_test(test_ifa_paged_int8_concurrent),
         cmocka_unit_test(test_ifa_paged_int8_alloc),
