@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.validation = fz_chance(&f, 32) ? NSA_VALIDATE_STRICT : NSA_VALIDATE_DEFAULT;
     shape[0] = seq[count - 1];
     shape[1] = fz_range(&f, 1, 3);
-    shape[2] = fz_range(&f, 1, 20);
+    shape[2] = fz_dim(&f, 20);
     if (nsa_compress_output_rows(&p, &rows) != NSA_SUCCESS)
         abort(); /* valid parameters */
 

@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     T2 = kseq[B - 1];
     N2 = fz_range(&f, 1, 2);
     N1 = N2 << fz_range(&f, 0, 2);
-    D = fz_range(&f, 1, 24);
+    D = fz_dim(&f, 24);
     D2 = fz_range(&f, 1, D);
     p.head_num = N1;
     p.select_block_count = fz_range(&f, 1, min_sel < 32 ? min_sel : 32);

@@ -173,8 +173,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Hq = Hkv * fz_range(&f, 1, 3);
     L = fz_range(&f, 1, 40);
     S = fz_range(&f, 1, 48);
-    E = fz_range(&f, 1, 24);
-    Ev = fz_range(&f, 1, 24);
+    E = fz_dim(&f, 24);
+    Ev = fz_dim(&f, 24);
     KB = fz_chance(&f, 64) ? 1 : B;
     p.enable_gqa = Hq != Hkv || fz_chance(&f, 64);
     p.scale = fz_chance(&f, 128) ? 0.0f : (float)fz_scale(&f, E);

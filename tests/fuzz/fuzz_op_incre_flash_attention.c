@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     B = fz_range(&f, 1, 3);
     kvN = fz_range(&f, 1, 2);
     N = kvN * fz_range(&f, 1, 3);
-    D = fz_range(&f, 1, 24);
+    D = fz_dim(&f, 24);
     paged = fz_chance(&f, 80);
     if (paged) {
         bs = fz_range(&f, 1, 16);

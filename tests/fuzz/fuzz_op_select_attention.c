@@ -41,8 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     T2 = kseq[B - 1];
     N2 = fz_range(&f, 1, 2);
     N1 = N2 * fz_range(&f, 1, 3);
-    D = fz_range(&f, 1, 24);
-    Dv = fz_range(&f, 1, 24);
+    D = fz_dim(&f, 24);
+    Dv = fz_dim(&f, 24);
     p.head_num = fz_chance(&f, 128) ? N1 : 0;
     p.select_block_size = bl;
     p.select_block_count = fz_range(&f, 1, 4);

@@ -57,6 +57,13 @@ static inline int fz_chance(fz *f, int num)
     return (int)fz_u8(f) > 255 - num;
 }
 
+/* A head dimension: about half the time 16, 32 or 48 (the kernel's few-row path wants channel
+ * counts that are multiples of 16), else 1..hi. */
+static inline int64_t fz_dim(fz *f, int64_t hi)
+{
+    return fz_chance(f, 128) ? 16 * fz_range(f, 1, 3) : fz_range(f, 1, hi);
+}
+
 static inline uint64_t fz_next(fz *f)
 {
     /* xorshift64* */
