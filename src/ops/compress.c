@@ -275,12 +275,12 @@ window_tree_avx512(const float *const *x, int64_t col, const float *w, int32_t l
 #define FAST_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define FAST_INLINE static inline __attribute__((always_inline)) FAST_TARGET
 
-/* 32 channels as two vectors of fp32. For bf16 they are the even and the odd channels (one load,
- * a shift and an and widen them); for f16 and f32 the first and the second 16. */
 /* GCC 12 gives each _mm512_slli_epi32 an undefined pass-through value that IRA keeps live
  * across the loop (spilling the tree): shift with the vector extension instead. */
 typedef unsigned int fast_u32x16 __attribute__((vector_size(64)));
 
+/* 32 channels as two vectors of fp32. For bf16 they are the even and the odd channels (one load,
+ * a shift and an and widen them); for f16 and f32 the first and the second 16. */
 typedef struct fast_pair {
     __m512 a, b;
 } fast_pair;
@@ -300,7 +300,8 @@ FAST_INLINE fast_pair fast_load(const char *p, __mmask32 k, int masked, int dt)
                                      : _mm256_loadu_si256((const __m256i *)(const void *)(p + 32)));
     } else {
         r.a = masked ? _mm512_maskz_loadu_ps((__mmask16)k, p) : _mm512_loadu_ps(p);
-        r.b = masked ? _mm512_maskz_loadu_ps((__mmask16)(k >> 16), p + 64) : _mm512_loadu_ps(p + 64);
+        r.b = masked ? _mm512_maskz_loadu_ps((__mmask16)(k >> 16), p + 64)
+                     : _mm512_loadu_ps(p + 64);
     }
     return r;
 }
