@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* nsa_compress: per-segment windows of l tokens every d tokens, each summarised per head by a
  * learned weighted sum (Huawei aclnnNsaCompress; spec nsa-research.md section 2). */
+#include <stddef.h>
 #include <string.h>
 
 #include "nsa/nsa_compress.h"
@@ -8,6 +9,7 @@
 #include "core/internal.h"
 #include "dtype/convert.h"
 #include "kernel/simd.h"
+#include "ops/compress.h"
 #include "tensor/tensor.h"
 
 /* Windows per task: a task converts the rows its windows span once (the l - d overlap between
@@ -257,6 +259,7 @@ static void window_tree_portable(const float *const *x, int64_t col, const float
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX512_CLONE 1
+#include <immintrin.h>
 /* The same loops compiled for AVX-512 (the library's baseline is SSE2); no "fma" so the
  * arithmetic is identical to the portable path. */
 __attribute__((target("avx512f"))) static void
@@ -265,6 +268,162 @@ window_tree_avx512(const float *const *x, int64_t col, const float *w, int32_t l
 {
     window_tree_body(x, col, w, l, D, tmp, out);
 }
+
+/* Fused strip kernel: each 32-channel strip of a window's l rows is loaded from the caller's
+ * memory, widened in registers and reduced in the same ReduceBlock pairing, with no ring and
+ * no tree buffer. No "fma" target: products and sums stay separate roundings. */
+#define FAST_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define FAST_INLINE static inline __attribute__((always_inline)) FAST_TARGET
+
+/* GCC 12 gives each _mm512_slli_epi32 an undefined pass-through value that IRA keeps live
+ * across the loop (spilling the tree): shift with the vector extension instead. */
+typedef unsigned int fast_u32x16 __attribute__((vector_size(64)));
+
+/* 32 channels as two vectors of fp32. For bf16 they are the even and the odd channels (one load,
+ * a shift and an and widen them); for f16 and f32 the first and the second 16. */
+typedef struct fast_pair {
+    __m512 a, b;
+} fast_pair;
+
+/* 32 channels of one row widened exactly (channels outside the mask k read as 0). */
+FAST_INLINE fast_pair fast_load(const char *p, __mmask32 k, int masked, int dt)
+{
+    fast_pair r;
+    if (dt == NSA_DTYPE_BF16) {
+        const __m512i v = masked ? _mm512_maskz_loadu_epi16(k, p) : _mm512_loadu_si512(p);
+        r.a = _mm512_castsi512_ps((__m512i)((fast_u32x16)v << 16));
+        r.b = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-65536)));
+    } else if (dt == NSA_DTYPE_F16) {
+        r.a = _mm512_cvtph_ps(masked ? _mm256_maskz_loadu_epi16((__mmask16)k, p)
+                                     : _mm256_loadu_si256((const __m256i *)(const void *)p));
+        r.b = _mm512_cvtph_ps(masked ? _mm256_maskz_loadu_epi16((__mmask16)(k >> 16), p + 32)
+                                     : _mm256_loadu_si256((const __m256i *)(const void *)(p + 32)));
+    } else {
+        r.a = masked ? _mm512_maskz_loadu_ps((__mmask16)k, p) : _mm512_loadu_ps(p);
+        r.b = masked ? _mm512_maskz_loadu_ps((__mmask16)(k >> 16), p + 64)
+                     : _mm512_loadu_ps(p + 64);
+    }
+    return r;
+}
+
+/* Pins a partial sum where it is computed: GCC's TER would otherwise fold the whole
+ * single-use tree of products and sums into one expression at the root, after every load. */
+#define FAST_KEEP(p) __asm__("" : "+v"((p).a), "+v"((p).b))
+
+/* w * row i, one rounding per product. */
+FAST_INLINE fast_pair fast_product(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
+                                   int masked, int i, int dt)
+{
+    const __m512 wi = _mm512_set1_ps(w[i]);
+    fast_pair r = fast_load(x + i * rs, k, masked, dt);
+    r.a = _mm512_mul_ps(wi, r.a);
+    r.b = _mm512_mul_ps(wi, r.b);
+    return r;
+}
+
+/* Level 0 of the tree: t_i = w_i x_i + w_{i+a} x_{i+a} (just w_i x_i when i + a >= l). */
+FAST_INLINE fast_pair fast_leaf(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
+                                int masked, int i, int a, int l, int dt)
+{
+    fast_pair p = fast_product(x, rs, w, k, masked, i, dt);
+    if (i + a < l) {
+        const fast_pair q = fast_product(x, rs, w, k, masked, i + a, dt);
+        p.a = _mm512_add_ps(p.a, q.a);
+        p.b = _mm512_add_ps(p.b, q.b);
+    }
+    FAST_KEEP(p);
+    return p;
+}
+
+/* Node (i, s): t_i after the level that adds t_{i+s}, i.e. node(i, 2s) + node(i + s, 2s); nodes
+ * with s >= a are leaves. Depth first, so about log2(a) partial sums are live at once and the
+ * tree stays in registers (a, l, dt and masked are constants once inlined). */
+#define FAST_NODE(s, s2)                                                                         \
+    FAST_INLINE fast_pair fast_node##s(const char *x, ptrdiff_t rs, const float *w, __mmask32 k, \
+                                       int masked, int i, int a, int l, int dt)                  \
+    {                                                                                            \
+        fast_pair u, v;                                                                          \
+        if (s >= a)                                                                              \
+            return fast_leaf(x, rs, w, k, masked, i, a, l, dt);                                  \
+        u = fast_node##s2(x, rs, w, k, masked, i, a, l, dt);                                     \
+        v = fast_node##s2(x, rs, w, k, masked, i + s, a, l, dt);                                 \
+        u.a = _mm512_add_ps(u.a, v.a);                                                           \
+        u.b = _mm512_add_ps(u.b, v.b);                                                           \
+        FAST_KEEP(u);                                                                            \
+        return u;                                                                                \
+    }
+FAST_INLINE fast_pair fast_node64(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
+                                  int masked, int i, int a, int l, int dt)
+{
+    return fast_leaf(x, rs, w, k, masked, i, a, l, dt);
+}
+FAST_NODE(32, 64)
+FAST_NODE(16, 32)
+FAST_NODE(8, 16)
+FAST_NODE(4, 8)
+FAST_NODE(2, 4)
+FAST_NODE(1, 2)
+
+/* Store the 32 sums of a strip in channel order (bf16 pairs are interleaved back). */
+FAST_INLINE void fast_store(float *out, fast_pair r, __mmask32 k, int masked, int dt)
+{
+    if (dt == NSA_DTYPE_BF16) {
+        const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+        const __m512 a = _mm512_permutex2var_ps(r.a, lo, r.b);
+        r.b = _mm512_permutex2var_ps(r.a, hi, r.b);
+        r.a = a;
+    }
+    if (masked) {
+        _mm512_mask_storeu_ps(out, (__mmask16)k, r.a);
+        _mm512_mask_storeu_ps(out + 16, (__mmask16)(k >> 16), r.b);
+    } else {
+        _mm512_storeu_ps(out, r.a);
+        _mm512_storeu_ps(out + 16, r.b);
+    }
+}
+
+/* Hides a pointer's value from the optimiser: otherwise GCC hoists the l weight broadcasts out
+ * of the strip loop and spills them (a 512-bit load and store each, per strip). */
+#define FAST_OPAQUE(p) __asm__("" : "+r"(p))
+
+/* One head of one window: x = its row 0 (channel 0), rs = row stride in bytes, w = its l fp32
+ * weights; out[0..D) = the window sums. */
+typedef void (*fast_window_fn)(const char *x, ptrdiff_t rs, const float *w, int32_t D,
+                               float *out);
+
+#define FAST_WINDOW(L, A, DT, ES)                                                                \
+    FAST_TARGET static void fast_window_##L##_##DT(const char *x, ptrdiff_t rs, const float *w, \
+                                                   int32_t D, float *out)                       \
+    {                                                                                            \
+        const int dt = NSA_DTYPE_##DT;                                                           \
+        int32_t e;                                                                               \
+        for (e = 0; e + 32 <= D; e += 32) {                                                      \
+            const float *wv = w;                                                                 \
+            FAST_OPAQUE(wv);                                                                     \
+            fast_store(out + e, fast_node1(x + e * ES, rs, wv, 0, 0, 0, A, L, dt), 0, 0, dt);    \
+        }                                                                                        \
+        if (e < D) {                                                                             \
+            const __mmask32 k = (__mmask32)((1u << (D - e)) - 1u);                               \
+            fast_store(out + e, fast_node1(x + e * ES, rs, w, k, 1, 0, A, L, dt), k, 1, dt);     \
+        }                                                                                        \
+    }
+#define FAST_WINDOWS(L, A)                                                                       \
+    FAST_WINDOW(L, A, BF16, 2) FAST_WINDOW(L, A, F16, 2) FAST_WINDOW(L, A, F32, 4)
+FAST_WINDOWS(16, 8)
+FAST_WINDOWS(32, 16)
+FAST_WINDOWS(48, 32)
+FAST_WINDOWS(64, 32)
+FAST_WINDOWS(80, 64)
+FAST_WINDOWS(96, 64)
+FAST_WINDOWS(112, 64)
+FAST_WINDOWS(128, 64)
+
+/* [l / 16 - 1][bf16, f16, f32] */
+#define FAST_ROW(L) {fast_window_##L##_BF16, fast_window_##L##_F16, fast_window_##L##_F32}
+static const fast_window_fn fast_windows[8][3] = {FAST_ROW(16), FAST_ROW(32), FAST_ROW(48),
+                                                  FAST_ROW(64), FAST_ROW(80), FAST_ROW(96),
+                                                  FAST_ROW(112), FAST_ROW(128)};
 #endif
 
 /* Convert heads [h0, h0 + nh) of input row `row` into dst ([nh][D]). */
@@ -306,6 +465,53 @@ static void prefetch_rows(const nsa_tensor *in, int64_t row0, int64_t count, int
 #endif
 }
 
+static int g_force_portable;
+
+void nsa_compress_force_portable(int on)
+{
+    g_force_portable = on;
+}
+
+#ifdef HAVE_AVX512_CLONE
+/* The fused kernel for this input, or NULL where it does not apply (no AVX-512, channels not
+ * contiguous, or the portable path forced). l is a multiple of 16 in [16, 128] here. */
+static fast_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
+{
+    if (g_force_portable || in->stride[2] != 1 || !nsa_cpu_has_avx512())
+        return NULL;
+    return fast_windows[l / 16 - 1][in->dtype == NSA_DTYPE_BF16  ? 0
+                                    : in->dtype == NSA_DTYPE_F16 ? 1
+                                                                 : 2];
+}
+
+/* One task on the fused kernel: windows -> heads -> strips, straight from the caller's rows
+ * (a window's rows stay in L2 for the next one, which shares l - d of them). No software
+ * prefetch: the hardware prefetchers alone measured fastest (per-head, sequential and
+ * two-window-ahead prefetches were 0-15 % slower), as was running several windows per head. */
+static void fast_task(const compress_job *job, const compress_task *task, fast_window_fn fn,
+                      const float *w, float *orow)
+{
+    const nsa_tensor *in = job->input, *out = job->output;
+    const int64_t es = (int64_t)nsa_dtype_size(in->dtype), l = job->l, d = job->d;
+    const ptrdiff_t rs = (ptrdiff_t)(in->stride[0] * es), hs = (ptrdiff_t)(in->stride[1] * es);
+    const int64_t h0 = task->head0, nh = job->N - h0 < job->group ? job->N - h0 : job->group;
+    const char *base = (const char *)nsa_tensor_at(in, nsa_tensor_offset(in, task->row0, h0,
+                                                                         0, 0));
+    int32_t j;
+    int64_t n;
+    for (j = 0; j < task->count; j++) {
+        const char *x = base + (ptrdiff_t)j * d * rs;
+        for (n = 0; n < nh; n++) {
+            fn(x + n * hs, rs, w + (h0 + n) * l, (int32_t)job->D, orow);
+            nsa_store_f32(orow,
+                          nsa_tensor_at(out, nsa_tensor_offset(out, task->out0 + j, h0 + n, 0,
+                                                               0)),
+                          out->dtype, out->stride[2], job->D, NSA_ROUND_NEAREST_AWAY);
+        }
+    }
+}
+#endif
+
 static void compress_worker(void *arg, size_t worker)
 {
     const compress_job *job = (const compress_job *)arg;
@@ -318,7 +524,8 @@ static void compress_worker(void *arg, size_t worker)
     void (*tree_fn)(const float *const *, int64_t, const float *, int32_t, int32_t, float *,
                     float *) = window_tree_portable;
 #ifdef HAVE_AVX512_CLONE
-    if (nsa_cpu_has_avx512())
+    const fast_window_fn fast = fast_window_for(in, job->l);
+    if (nsa_cpu_has_avx512() && !g_force_portable)
         tree_fn = window_tree_avx512;
 #endif
     sl = carve_slice(job->scratch + worker * job->slice_bytes, job->l, job->group, N, job->D);
@@ -332,6 +539,12 @@ static void compress_worker(void *arg, size_t worker)
         const int64_t row_floats = nh * D;
         int64_t next = 0; /* rows [0, next) of the task are in the ring, slot = row % l */
         int32_t j, i;
+#ifdef HAVE_AVX512_CLONE
+        if (fast) {
+            fast_task(job, task, fast, sl.w, sl.orow);
+            continue;
+        }
+#endif
         for (j = 0; j < task->count; j++) {
             const int64_t first = (int64_t)j * d;
             for (; next < first + l; next++)

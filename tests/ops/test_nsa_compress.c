@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* nsa_compress: worked examples (nsa-research.md section 9), zero-length segments, ties-away
- * rounding, randomised shapes against a float64 reference, thread-count determinism and
- * reliability, and every validation error. */
+ * rounding, randomised shapes against a float64 reference, the fused kernel against the
+ * portable path, thread-count determinism and reliability, and every validation error. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/compress.h"
 #include "test_status.h"
 #include "reliability.h"
 #include "test_util.h"
@@ -228,7 +229,8 @@ static void f16_special_values(void **state)
 typedef struct rcase {
     int64_t T, N, D, l, d, B, seq[8];
     nsa_dtype dt, out_dt;
-    int strided; /* input with padded rows and channel stride 2 */
+    int strided;  /* 1: padded rows, channel stride 2; 2: padded heads and rows (fill_case) */
+    int specials; /* sprinkle infinities, NaNs, subnormals and huge values */
     float *x, *w;  /* fp32 values (exact in dt) */
     void *xin, *win;
     nsa_tensor in, wt;
@@ -265,19 +267,32 @@ static void fill_case(rcase *c, test_rng *rng)
         c->x[i] = test_rng_uniform(rng, -2, 2);
     for (i = 0; i < c->l * c->N; i++)
         c->w[i] = test_rng_uniform(rng, -0.2f, 0.2f);
+    if (c->specials) {
+        /* inf * 0 and inf - inf make NaNs, huge * huge overflows, tiny * tiny underflows */
+        const float sp[8] = {INFINITY, -INFINITY, NAN, 0.0f, 6e4f, -3e38f, 1e-7f, 1e-39f};
+        for (i = 0; i < c->T * c->N * c->D; i++)
+            if (test_rng_int(rng, 0, 49) == 0)
+                c->x[i] = sp[test_rng_int(rng, 0, 7)];
+        for (i = 0; i < c->l * c->N; i++)
+            if (test_rng_int(rng, 0, 19) == 0)
+                c->w[i] = sp[test_rng_int(rng, 0, 7)];
+    }
     test_round_to_dtype(c->x, c->T * c->N * c->D, c->dt);
     test_round_to_dtype(c->w, c->l * c->N, c->dt);
     if (c->strided) {
-        /* channel stride 2, row stride padded by 3 elements */
-        const int64_t cs = 2, hs = 2 * c->D + 1, rs = hs * c->N + 3;
+        /* 1: channel stride 2, row stride padded by 3 elements; 2: unit channel stride (the
+         * fused kernel's case) with padded heads and rows, one element in (unaligned) */
+        const int64_t cs = c->strided == 1 ? 2 : 1;
+        const int64_t hs = cs * c->D + (c->strided == 1 ? 1 : 3);
+        const int64_t rs = hs * c->N + (c->strided == 1 ? 3 : 5), off = c->strided == 2;
         const size_t es = nsa_dtype_size(c->dt);
         int64_t shape[3], stride[3];
-        char *buf = calloc((size_t)(c->T * rs + 1), es);
+        char *buf = calloc((size_t)(c->T * rs + 1 + off), es);
         for (t = 0; t < c->T; t++)
             for (n = 0; n < c->N; n++)
                 for (e = 0; e < c->D; e++) {
                     float v = c->x[(t * c->N + n) * c->D + e];
-                    void *dst = buf + (size_t)(t * rs + n * hs + e * cs) * es;
+                    void *dst = buf + (size_t)(off + t * rs + n * hs + e * cs) * es;
                     if (c->dt == NSA_DTYPE_F32)
                         memcpy(dst, &v, 4);
                     else {
@@ -290,7 +305,7 @@ static void fill_case(rcase *c, test_rng *rng)
         shape[0] = c->T, shape[1] = c->N, shape[2] = c->D;
         stride[0] = rs, stride[1] = hs, stride[2] = cs;
         c->xin = buf;
-        c->in = nsa_tensor_strided(buf, c->dt, 3, shape, stride);
+        c->in = nsa_tensor_strided(buf + off * (int64_t)es, c->dt, 3, shape, stride);
     } else {
         int64_t shape[3];
         shape[0] = c->T, shape[1] = c->N, shape[2] = c->D;
@@ -385,6 +400,87 @@ static void randomised(void **state)
         free(out);
         free_case(&c);
     }
+}
+
+/* Element i of an output buffer is a NaN. Which NaN a sum of two NaNs gives depends on the
+ * operand order the compiler picked (x86 returns the first), which IEEE 754 leaves open; the
+ * comparison below accepts any NaN for a NaN and compares every other value bit for bit. */
+static int is_nan_elem(const void *buf, size_t i, nsa_dtype dt)
+{
+    if (dt == NSA_DTYPE_F32) {
+        float f;
+        memcpy(&f, (const char *)buf + i * 4, 4);
+        return f != f;
+    } else {
+        uint16_t h;
+        memcpy(&h, (const char *)buf + i * 2, 2);
+        return dt == NSA_DTYPE_F16 ? (h & 0x7c00) == 0x7c00 && (h & 0x03ff) != 0
+                                   : (h & 0x7f80) == 0x7f80 && (h & 0x007f) != 0;
+    }
+}
+
+/* The fused AVX-512 kernel against the portable ring-and-tree path, bit for bit: every l, several
+ * d, D a multiple of 16 or not, 1..20 heads, empty and short segments, every dtype pair,
+ * contiguous, padded (unit channel stride, unaligned) and channel-strided inputs, special
+ * values, 1 or 2 threads. Where AVX-512 is missing both runs take the portable path. */
+static void fast_matches_portable(void **state)
+{
+    const nsa_dtype dts[3] = {NSA_DTYPE_BF16, NSA_DTYPE_F16, NSA_DTYPE_F32};
+    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+    nsa_context *ctx2;
+    test_rng rng;
+    int it;
+    (void)state;
+    cfg.num_threads = 2;
+    assert_int_equal(nsa_context_create(&cfg, &ctx2), NSA_SUCCESS);
+    test_rng_seed(&rng, 2024);
+    for (it = 0; it < 96; it++) {
+        rcase c;
+        void *ref, *got;
+        size_t bytes;
+        int64_t b, total = 0;
+        memset(&c, 0, sizeof c);
+        c.l = 16 * (1 + it % 8);
+        c.d = 16 * test_rng_int(&rng, 1, c.l / 16);
+        c.dt = dts[(it / 8) % 3];
+        c.out_dt = dts[(it / 24) % 3];
+        c.strided = it % 5 == 4 ? 1 : it % 5 >= 2 ? 2 : 0;
+        c.specials = it % 7 == 3;
+        c.N = test_rng_int(&rng, 1, 20);
+        c.D = it % 2 ? 16 * test_rng_int(&rng, 1, 8) : test_rng_int(&rng, 1, 100);
+        c.B = test_rng_int(&rng, 1, 4);
+        for (b = 0; b < c.B; b++) { /* empty, shorter than l, or a few windows */
+            const int kind = test_rng_int(&rng, 0, 3);
+            total += kind == 0 ? 0 : kind == 1 ? test_rng_int(&rng, 1, c.l - 1)
+                                               : test_rng_int(&rng, c.l, 3 * c.l + 20);
+            c.seq[b] = total;
+        }
+        fill_case(&c, &rng);
+        bytes = (size_t)(c.rows * c.N * c.D) * nsa_dtype_size(c.out_dt);
+        ref = calloc(bytes + 1, 1);
+        got = calloc(bytes + 1, 1);
+        nsa_compress_force_portable(1);
+        if (run_rcase(&c, NULL, ref, bytes) != NSA_SUCCESS)
+            fail_msg("case %d: %s", it, nsa_last_error());
+        nsa_compress_force_portable(0);
+        if (run_rcase(&c, it % 3 ? NULL : ctx2, got, bytes) != NSA_SUCCESS)
+            fail_msg("case %d: %s", it, nsa_last_error());
+        {
+            const size_t es = nsa_dtype_size(c.out_dt), n = bytes / es;
+            size_t i;
+            for (i = 0; i < n; i++)
+                if (memcmp((char *)ref + i * es, (char *)got + i * es, es) != 0 &&
+                    !(is_nan_elem(ref, i, c.out_dt) && is_nan_elem(got, i, c.out_dt)))
+                    fail_msg("case %d (l %lld d %lld N %lld D %lld %s -> %s, strided %d): "
+                             "element %zu differs", it, (long long)c.l, (long long)c.d,
+                             (long long)c.N, (long long)c.D, nsa_dtype_name(c.dt),
+                             nsa_dtype_name(c.out_dt), c.strided, i);
+        }
+        free(ref);
+        free(got);
+        free_case(&c);
+    }
+    nsa_context_destroy(ctx2);
 }
 
 /* Rows wider than the op's ring (l * N * D > 2^21 floats) are processed in head groups. */
@@ -648,6 +744,7 @@ int main(void)
         cmocka_unit_test(zero_length_segments), cmocka_unit_test(ties_away_from_zero),
         cmocka_unit_test(f16_special_values),
         cmocka_unit_test(randomised),         cmocka_unit_test(head_groups),
+        cmocka_unit_test(fast_matches_portable),
         cmocka_unit_test(reliability),
         cmocka_unit_test(validation_errors),  cmocka_unit_test(caller_workspace),
     };
