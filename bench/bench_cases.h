@@ -37,6 +37,16 @@ int64_t bench_len(int64_t full);
 /* Median seconds of `run` over the repetitions, after one warm-up; NAN if it fails. */
 double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
                      nsa_context *ctx);
+/* Rounds of the ops in turn: round r runs run[i](arg[i]) for every i, so a slow phase of a
+ * shared machine hits them alike; ratios are taken per round (after one warm-up round).
+ * t[i * reps + r] = seconds; returns reps, 0 if an op fails. A NULL run[i] is a streaming
+ * read pass of `stream` instead. */
+typedef nsa_status (*bench_op_fn)(void *arg, nsa_context *ctx);
+struct bench_stream;
+int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
+                      struct bench_stream *stream, double *t);
+/* Median over rounds r of num[r] / den[r] (bench_median sorts its input: take ratios first). */
+double bench_median_ratio(const double *num, const double *den, int reps);
 void *bench_alloc(size_t bytes);
 /* Fill a row; the label is a printf format. */
 void bench_set_row(bench_row *r, double measured, const char *unit, double figure, double target,

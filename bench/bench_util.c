@@ -94,36 +94,72 @@ static void *stream_part(void *v)
     return NULL;
 }
 
-double bench_stream_read(size_t bytes, int threads, int reps)
+struct bench_stream {
+    uint64_t *buf;
+    size_t per; /* words per thread */
+    int threads;
+};
+
+bench_stream *bench_stream_new(size_t bytes, int threads)
 {
-    size_t n = bytes / sizeof(uint64_t), per;
-    uint64_t *buf = malloc(n * sizeof(uint64_t));
+    bench_stream *s = calloc(1, sizeof *s);
+    size_t n = bytes / sizeof(uint64_t);
+    if (!s)
+        return NULL;
+    s->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    s->buf = malloc(n * sizeof(uint64_t) + 1);
+    if (!s->buf) {
+        free(s);
+        return NULL;
+    }
+    memset(s->buf, 1, n * sizeof(uint64_t)); /* pages the buffer in */
+    s->per = n / (size_t)s->threads;
+    return s;
+}
+
+double bench_stream_pass(bench_stream *s)
+{
     pthread_t th[64];
     stream_arg args[64];
-    double t[32];
-    int i, r;
     volatile uint64_t sink = 0;
-    if (threads > 64)
-        threads = 64;
-    if (reps > 32)
-        reps = 32;
-    memset(buf, 1, n * sizeof(uint64_t));
-    per = n / (size_t)threads;
-    for (r = 0; r <= reps; r++) {
-        double t0 = bench_now();
-        for (i = 0; i < threads; i++) {
-            args[i].p = buf + (size_t)i * per;
-            args[i].n = per;
-            pthread_create(&th[i], NULL, stream_part, &args[i]);
-        }
-        for (i = 0; i < threads; i++) {
-            pthread_join(th[i], NULL);
-            sink += args[i].sum;
-        }
-        if (r > 0) /* the first pass pages the buffer in */
-            t[r - 1] = bench_now() - t0;
+    double t0 = bench_now();
+    int i;
+    for (i = 0; i < s->threads; i++) {
+        args[i].p = s->buf + (size_t)i * s->per;
+        args[i].n = s->per;
+        pthread_create(&th[i], NULL, stream_part, &args[i]);
+    }
+    for (i = 0; i < s->threads; i++) {
+        pthread_join(th[i], NULL);
+        sink += args[i].sum;
     }
     (void)sink;
-    free(buf);
-    return (double)(per * (size_t)threads * sizeof(uint64_t)) / bench_median(t, reps);
+    return bench_now() - t0;
+}
+
+size_t bench_stream_bytes(const bench_stream *s)
+{
+    return s->per * (size_t)s->threads * sizeof(uint64_t);
+}
+
+void bench_stream_free(bench_stream *s)
+{
+    if (s) {
+        free(s->buf);
+        free(s);
+    }
+}
+
+double bench_stream_read(size_t bytes, int threads, int reps)
+{
+    bench_stream *s = bench_stream_new(bytes, threads);
+    double t[32];
+    int r;
+    if (reps > 32)
+        reps = 32;
+    for (r = 0; r < reps; r++)
+        t[r] = bench_stream_pass(s);
+    bytes = bench_stream_bytes(s);
+    bench_stream_free(s);
+    return (double)bytes / bench_median(t, reps);
 }

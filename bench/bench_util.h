@@ -16,4 +16,13 @@ double bench_sgemm_gflops(int n, int threads, int reps);
  * reps). The bandwidth ceiling for a case that reads that much. */
 double bench_stream_read(size_t bytes, int threads, int reps);
 
+/* A buffer for single streaming-read passes, to interleave with the op being measured. */
+typedef struct bench_stream bench_stream;
+bench_stream *bench_stream_new(size_t bytes, int threads);
+/* Seconds of one read of the whole buffer. */
+double bench_stream_pass(bench_stream *s);
+/* Bytes one pass reads. */
+size_t bench_stream_bytes(const bench_stream *s);
+void bench_stream_free(bench_stream *s);
+
 #endif

@@ -46,6 +46,38 @@ double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
     return bench_median(t, reps);
 }
 
+int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
+                      struct bench_stream *stream, double *t)
+{
+    int r, i, reps = g_reps > 64 ? 64 : g_reps;
+    for (r = -1; r < reps; r++) /* round -1 warms up */
+        for (i = 0; i < nops; i++) {
+            double t0, dt;
+            if (!run[i]) {
+                dt = bench_stream_pass(stream);
+            } else {
+                t0 = bench_now();
+                if (run[i](arg[i], ctx) != NSA_SUCCESS) {
+                    fprintf(stderr, "nsa_bench: %s\n", nsa_last_error());
+                    return 0;
+                }
+                dt = bench_now() - t0;
+            }
+            if (r >= 0)
+                t[i * reps + r] = dt;
+        }
+    return reps;
+}
+
+double bench_median_ratio(const double *num, const double *den, int reps)
+{
+    double q[64];
+    int r;
+    for (r = 0; r < reps; r++)
+        q[r] = num[r] / den[r];
+    return bench_median(q, reps);
+}
+
 void *bench_alloc(size_t bytes)
 {
     void *p = NULL;
