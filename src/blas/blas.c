@@ -3,6 +3,7 @@
 #include "blas/blas.h"
 
 #include <pthread.h>
+#include <string.h>
 
 #ifdef NSA_HAVE_CBLAS
 #include <cblas.h>
@@ -107,6 +108,39 @@ void nsa_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
     }
 #endif
     nsa_sgemm_builtin(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+#ifdef NSA_OPENBLAS_THREADS
+static int g_avx512_core;
+static pthread_once_t g_core_once = PTHREAD_ONCE_INIT;
+
+/* OpenBLAS picks its kernels by CPU model (or OPENBLAS_CORETYPE); these are its AVX-512
+ * ones. A CPU it does not know (Zen 5 for 0.3.21) gets Haswell's AVX2 kernels. */
+static void detect_core(void)
+{
+    static const char *const avx512[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    const char *core = openblas_get_corename();
+    char low[32];
+    size_t i, j;
+    for (i = 0; core && core[i] && i + 1 < sizeof low; i++)
+        low[i] = (char)(core[i] >= 'A' && core[i] <= 'Z' ? core[i] - 'A' + 'a' : core[i]);
+    low[core ? i : 0] = '\0';
+    for (j = 0; j < sizeof avx512 / sizeof avx512[0]; j++)
+        if (strcmp(low, avx512[j]) == 0)
+            g_avx512_core = 1;
+}
+#endif
+
+int nsa_blas_avx512_kernels(void)
+{
+#ifdef NSA_OPENBLAS_THREADS
+    if (g_force_builtin)
+        return 0;
+    pthread_once(&g_core_once, detect_core);
+    return g_avx512_core;
+#else
+    return 0;
+#endif
 }
 
 const char *nsa_blas_name(void)

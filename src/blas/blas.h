@@ -30,6 +30,10 @@ NSA_INTERNAL void nsa_blas_single_thread_end(void);
  * set it before running ops). */
 NSA_INTERNAL void nsa_blas_force_builtin(int on);
 
+/* 1 when nsa_sgemm runs OpenBLAS's AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids):
+ * the kernel then leaves tiles of more than 8 rows to BLAS (docs/kernel.md). */
+NSA_INTERNAL int nsa_blas_avx512_kernels(void);
+
 /* Name of the backend nsa_sgemm uses ("openblas" or "builtin"). */
 NSA_INTERNAL const char *nsa_blas_name(void);
 

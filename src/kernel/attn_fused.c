@@ -23,6 +23,7 @@
 
 #include <string.h>
 
+#include "blas/blas.h"
 #include "dtype/convert.h"
 #include "kernel/simd.h"
 
@@ -39,11 +40,17 @@ static int unit_or_zero(int64_t stride)
     return stride == 0 || stride == 1;
 }
 
+int nsa_fused_max_rows(void)
+{
+    const int rows = nsa_blas_avx512_kernels() ? 8 : 16;
+    return rows < NSA_FUSED_MAX_ROWS ? rows : NSA_FUSED_MAX_ROWS;
+}
+
 int nsa_fused_usable(const nsa_attn_tile *tile)
 {
 #ifdef NSA_FUSED_X86
     int32_t b;
-    if (tile->m < 1 || tile->m > NSA_FUSED_MAX_ROWS || tile->d % 16 != 0 ||
+    if (tile->m < 1 || tile->m > nsa_fused_max_rows() || tile->d % 16 != 0 ||
         tile->dv % 16 != 0 || !nsa_cpu_has_avx512())
         return 0;
     if (tile->kv_dtype != NSA_DTYPE_BF16 && tile->kv_dtype != NSA_DTYPE_F16 &&

@@ -8,15 +8,22 @@
 #include "kernel/attn_tile.h"
 
 /* Tiles of up to this many query rows (decode, GQA groups, a select-attention token's heads)
- * skip BLAS: at 16 rows x 64 keys a BLAS call spends more on packing than on arithmetic
- * (select attention 63 -> 101 GFLOP/s on one thread). Larger tiles go to BLAS. */
+ * may skip BLAS; nsa_fused_max_rows() says how many do on this machine. */
+#ifndef NSA_FUSED_MAX_ROWS
 #define NSA_FUSED_MAX_ROWS 16
+#endif
 /* Keys ahead of use whose K (V) rows the loops ask for: without it decode waits on memory
  * (measured 12 ms -> 8.3 ms for the bf16 benchmark case on one thread; 16 to 64 keys ahead
  * measure the same, 192 and more are slower as the rows no longer stay in L1). */
 #define NSA_FUSED_PREFETCH 64
 
-/* 1 when the tile can take the path: 1..NSA_FUSED_MAX_ROWS rows, d and dv multiples of 16, channel stride 1
+/* The most rows a tile may have to take the path. Decode tiles (up to 8 rows) are faster here
+ * than on any BLAS (measured 14.3 against 9.3 GB/s even on OpenBLAS's AVX-512 kernels); at
+ * 16 rows x 64 keys the path beats OpenBLAS's AVX2 kernels (select attention 63 -> 101
+ * GFLOP/s on one thread) but not its AVX-512 ones (143 against 109): 16, or 8 when
+ * nsa_blas_avx512_kernels(). */
+NSA_INTERNAL int nsa_fused_max_rows(void);
+/* 1 when the tile can take the path: 1..nsa_fused_max_rows() rows, d and dv multiples of 16, channel stride 1
  * in every block, an AVX-512 CPU. */
 NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
 /* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16): then

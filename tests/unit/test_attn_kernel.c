@@ -341,9 +341,11 @@ static void few_row_path_choice(void **state)
                      avx512 && nsa_cpu_has_avx512bf16());
     t.q_dtype = NSA_DTYPE_F16;
     assert_false(nsa_fused_uses_bf16_dot(&t));
-    t.m = NSA_FUSED_MAX_ROWS + 1;
+    assert_true(nsa_fused_max_rows() == 8 || nsa_fused_max_rows() == 16);
+    assert_int_equal(nsa_fused_max_rows(), nsa_blas_avx512_kernels() ? 8 : 16);
+    t.m = nsa_fused_max_rows() + 1;
     assert_false(nsa_fused_usable(&t));
-    t.m = NSA_FUSED_MAX_ROWS;
+    t.m = nsa_fused_max_rows();
     assert_int_equal(nsa_fused_usable(&t), avx512);
     t.d = 40;
     assert_false(nsa_fused_usable(&t));
