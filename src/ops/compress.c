@@ -273,7 +273,21 @@ window_tree_avx512(const float *const *x, int64_t col, const float *w, int32_t l
  * memory, widened in registers and reduced in the same ReduceBlock pairing, with no ring and
  * no tree buffer. No "fma" target: products and sums stay separate roundings. */
 #define FAST_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+/* Forced inlining keeps the tree in registers. Unoptimised and AddressSanitizer builds (debug,
+ * CI, fuzzing) skip it: instrumenting the 24 fully inlined kernel instances took 150-220 s
+ * of compile time for this one file. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NSA_COMPRESS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NSA_COMPRESS_ASAN 1
+#endif
+#endif
+#if defined(__OPTIMIZE__) && !defined(NSA_COMPRESS_ASAN)
 #define FAST_INLINE static inline __attribute__((always_inline)) FAST_TARGET
+#else
+#define FAST_INLINE static FAST_TARGET
+#endif
 
 /* GCC 12 gives each _mm512_slli_epi32 an undefined pass-through value that IRA keeps live
  * across the loop (spilling the tree): shift with the vector extension instead. */
