@@ -39,12 +39,16 @@ double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
                      nsa_context *ctx);
 /* Rounds of the ops in turn: round r runs run[i](arg[i]) for every i, so a slow phase of a
  * shared machine hits them alike; ratios are taken per round (after one warm-up round).
- * t[i * reps + r] = seconds; returns reps, 0 if an op fails. A NULL run[i] is a streaming
- * read pass of `stream` instead. */
+ * t[i * reps + r] = seconds; returns reps, 0 if an op fails. A NULL run[i] is one pass of the
+ * ceiling instead: `pass(pass_arg)` returns its seconds (bench_stream_pass, bench_sgemm_pass). */
 typedef nsa_status (*bench_op_fn)(void *arg, nsa_context *ctx);
-struct bench_stream;
 int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
-                      struct bench_stream *stream, double *t);
+                      double (*pass)(void *), void *pass_arg, double *t);
+/* Median seconds of `run` and, from the same rounds, the median of its GFLOP/s (`flops` per
+ * run) divided by a 2048^3 sgemm's on the env's threads: *ratio. NAN if it fails. */
+struct bench_env;
+double bench_time_vs_sgemm(const struct bench_env *env, bench_op_fn run, void *arg, double flops,
+                           double *ratio);
 /* Median over rounds r of num[r] / den[r] (bench_median sorts its input: take ratios first). */
 double bench_median_ratio(const double *num, const double *den, int reps);
 void *bench_alloc(size_t bytes);

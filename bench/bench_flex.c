@@ -20,9 +20,11 @@ static nsa_status run_flex(void *arg, nsa_context *ctx)
     return nsa_flex_attention(ctx, &c->q, &c->k, &c->v, c->mask, NULL, &c->p, &c->out, NULL);
 }
 
-/* Seconds per call; *blocks gets the number of (q block, kv block) pairs visited. */
+/* Seconds per call; *blocks gets the number of (q block, kv block) pairs visited. With
+ * `ratio`, the calls alternate with sgemm passes and *ratio is the dense case's GFLOP/s over
+ * sgemm's, per round. */
 static double time_flex(const bench_env *env, int64_t h, int64_t l, nsa_dtype dt,
-                        nsa_mask_mod *mod, double *blocks)
+                        nsa_mask_mod *mod, double *blocks, double *ratio)
 {
     const int64_t e = 128, n = h * l * e;
     int64_t shape[4] = {1, h, l, e}, nb, i;
@@ -59,7 +61,9 @@ static double time_flex(const bench_env *env, int64_t h, int64_t l, nsa_dtype dt
         for (i = 0; i < nb; i++)
             *blocks += ((const int32_t *)kvn.data)[i];
     *blocks *= (double)h;
-    sec = bench_time_op(run_flex, &c, env->ctx);
+    sec = ratio ? bench_time_vs_sgemm(env, run_flex, &c, 4.0 * (double)h * (double)l * (double)l *
+                                                             (double)e, ratio)
+                : bench_time_op(run_flex, &c, env->ctx);
     nsa_block_mask_free(c.mask);
     free(tmp);
     free(q);
@@ -76,7 +80,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     const int64_t l = bench_len(4096), lw = bench_len(32768), lm = bench_len(131072);
     const double flops = 4.0 * 8.0 * (double)l * (double)l * 128.0;
     nsa_mask_mod *noop = NULL, *causal = NULL, *sw = NULL;
-    double bd, bc, bb, bw, t_dense, t_bf16, t_causal, t_sw, t0, tm[32];
+    double bd, bc, bb, bw, t_dense, t_bf16, t_causal, t_sw, t0, tm[32], dense_ratio;
     int n = 0, r;
     nsa_block_mask *bm;
     if (cap < 6)
@@ -84,12 +88,11 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     nsa_mask_mod_noop(&noop);
     nsa_mask_mod_causal(&causal);
     nsa_mask_mod_sliding_window(1024, &sw);
-    t_dense = time_flex(env, 8, l, NSA_DTYPE_F32, noop, &bd);
-    t_bf16 = time_flex(env, 8, l, NSA_DTYPE_BF16, noop, &bb);
-    t_causal = time_flex(env, 8, l, NSA_DTYPE_F32, causal, &bc);
-    t_sw = time_flex(env, 8, lw, NSA_DTYPE_F32, sw, &bw);
-    bench_set_row(&rows[n++], flops / t_dense * 1e-9, "GF",
-                  flops / t_dense * 1e-9 / env->sgemm_gflops, 0.85, 0,
+    t_dense = time_flex(env, 8, l, NSA_DTYPE_F32, noop, &bd, &dense_ratio);
+    t_bf16 = time_flex(env, 8, l, NSA_DTYPE_BF16, noop, &bb, NULL);
+    t_causal = time_flex(env, 8, l, NSA_DTYPE_F32, causal, &bc, NULL);
+    t_sw = time_flex(env, 8, lw, NSA_DTYPE_F32, sw, &bw, NULL);
+    bench_set_row(&rows[n++], flops / t_dense * 1e-9, "GF", dense_ratio, 0.85, 0,
                   "flex dense fp32 B=1 H=8 L=S=%lld E=128: GFLOP/s / sgemm", (long long)l);
     bench_set_row(&rows[n++], flops / t_bf16 * 1e-9, "GF", t_dense / t_bf16, 0.95, 0,
                   "flex dense bf16 inputs: GFLOP/s / the fp32 case");

@@ -121,7 +121,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         void *const args[4] = {&b16, &b8, &bpg, NULL};
         bench_stream *st = bench_stream_new(kv_bytes, env->threads);
         double t[4 * 64];
-        int reps = bench_time_rounds(4, fns, args, env->ctx, st, t);
+        int reps = bench_time_rounds(4, fns, args, env->ctx, bench_stream_pass, st, t);
         const double sbytes = (double)bench_stream_bytes(st);
         bench_stream_free(st);
         if (!reps)

@@ -73,7 +73,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
             void *const args[2] = {&a, NULL};
             bench_stream *st = bench_stream_new((size_t)bytes, env->threads);
             double t[2 * 64];
-            int reps = bench_time_rounds(2, fns, args, env->ctx, st, t);
+            int reps = bench_time_rounds(2, fns, args, env->ctx, bench_stream_pass, st, t);
             double sbytes = (double)bench_stream_bytes(st);
             bench_stream_free(st);
             /* (bytes / t_op) / (sbytes / t_stream), per round (before the median sorts t) */
@@ -89,7 +89,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     { /* nsa_compress_attention */
         cattn_arg a;
         int64_t qlen[1], kvlen[1], shape[3];
-        double sec, gf;
+        double sec, gf, flops, ratio;
         qlen[0] = T1;
         kvlen[0] = S2;
         a.p = nsa_compress_attention_params_default();
@@ -116,9 +116,10 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         a.k = nsa_tensor_contiguous(bf16_values((size_t)(S2 * D), 4), NSA_DTYPE_BF16, 3, shape);
         shape[2] = Dv;
         a.v = nsa_tensor_contiguous(bf16_values((size_t)(S2 * Dv), 5), NSA_DTYPE_BF16, 3, shape);
-        sec = bench_time_op(run_cattn, &a, env->ctx);
-        gf = 2.0 * (double)T1 * (double)N1 * (double)S2 * (double)(D + Dv) / sec * 1e-9;
-        bench_set_row(&rows[n++], gf, "GF", gf / env->sgemm_gflops, 0.6, 0,
+        flops = 2.0 * (double)T1 * (double)N1 * (double)S2 * (double)(D + Dv);
+        sec = bench_time_vs_sgemm(env, run_cattn, &a, flops, &ratio);
+        gf = flops / sec * 1e-9;
+        bench_set_row(&rows[n++], gf, "GF", ratio, 0.6, 0,
                       "nsa_compress_attention bf16 T1=8K S2=511 G=16 (GF; / sgemm)");
         free(a.q.data);
         free(a.k.data);

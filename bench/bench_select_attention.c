@@ -44,7 +44,9 @@ static void *random_values(size_t n, unsigned seed, nsa_dtype dt)
 }
 
 /* Seconds of one call at T tokens (T1 = T2 = T); NAN on failure. */
-static double time_at(const bench_env *env, int64_t t, nsa_dtype dt)
+/* Seconds per call at t tokens; with `ratio`, alternating with sgemm passes, *ratio = its
+ * GFLOP/s over sgemm's per round. */
+static double time_at(const bench_env *env, int64_t t, nsa_dtype dt, double *ratio)
 {
     const int64_t qs[3] = {t, SEL_N1, SEL_D}, ks[3] = {t, 1, SEL_D}, vs[3] = {t, 1, SEL_DV};
     const int64_t ts[3] = {t, 1, SEL_BC}, os[3] = {t, SEL_N1, SEL_DV};
@@ -82,7 +84,10 @@ static double time_at(const bench_env *env, int64_t t, nsa_dtype dt)
     b.params.actual_seq_qlen = &b.cum_q;
     b.params.actual_seq_kvlen = &b.cum_kv;
     b.params.actual_seq_qlen_count = b.params.actual_seq_kvlen_count = 1;
-    sec = bench_time_op(run_select, &b, env->ctx);
+    sec = ratio ? bench_time_vs_sgemm(env, run_select, &b,
+                                      2.0 * (double)t * SEL_N1 * SEL_BC * SEL_BS * (SEL_D + SEL_DV),
+                                      ratio)
+                : bench_time_op(run_select, &b, env->ctx);
     free(q);
     free(k);
     free(v);
@@ -145,9 +150,11 @@ static int rows_for(const bench_env *env, nsa_dtype dt, bench_row *rows, double 
 {
     const int64_t t_long = bench_len(32768), t_short = bench_len(8192);
     const double flop = 2.0 * (double)t_long * SEL_N1 * SEL_BC * SEL_BS * (SEL_D + SEL_DV);
-    const double s_short = time_at(env, t_short, dt), s_long = time_at(env, t_long, dt);
+    double ratio;
+    const double s_short = time_at(env, t_short, dt, NULL);
+    const double s_long = time_at(env, t_long, dt, &ratio);
     const double gflops = flop / s_long * 1e-9;
-    bench_set_row(&rows[0], gflops, "GF", gflops / env->sgemm_gflops, 0.70, 0,
+    bench_set_row(&rows[0], gflops, "GF", ratio, 0.70, 0,
                   "select_attention T=%lld N1=16 D=192 l'=64 k=16 %s GF vs sgemm",
                   (long long)t_long, nsa_dtype_name(dt));
     bench_set_row(&rows[1], s_long / (double)t_long * 1e6, "us",

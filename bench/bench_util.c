@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "bench_util.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,43 +36,6 @@ double bench_median(double *v, int n)
 void openblas_set_num_threads(int);
 #endif
 
-double bench_sgemm_gflops(int n, int threads, int reps)
-{
-    float *a = malloc(sizeof(float) * (size_t)n * (size_t)n);
-    float *b = malloc(sizeof(float) * (size_t)n * (size_t)n);
-    float *c = malloc(sizeof(float) * (size_t)n * (size_t)n);
-    double t[32];
-    int i;
-    if (reps > 32)
-        reps = 32;
-    for (i = 0; i < n * n; i++) {
-        a[i] = (float)(i % 7) * 0.1f;
-        b[i] = (float)(i % 5) * 0.1f;
-    }
-#ifdef NSA_HAVE_CBLAS
-    openblas_set_num_threads(threads);
-#else
-    (void)threads; /* the built-in GEMM is single-threaded */
-#endif
-    nsa_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
-    for (i = 0; i < reps; i++) {
-        double t0 = bench_now();
-#ifdef NSA_HAVE_CBLAS
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
-                    c, n);
-#else
-        nsa_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-#endif
-        t[i] = bench_now() - t0;
-    }
-#ifdef NSA_HAVE_CBLAS
-    openblas_set_num_threads(1);
-#endif
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * (double)n * (double)n * (double)n / bench_median(t, reps) * 1e-9;
-}
 
 typedef struct stream_arg {
     const uint64_t *p;
@@ -92,6 +56,85 @@ static void *stream_part(void *v)
     }
     a->sum = s0 + s1 + s2 + s3;
     return NULL;
+}
+
+struct bench_sgemm {
+    float *a, *b, *c;
+    int n, threads;
+};
+
+bench_sgemm *bench_sgemm_new(int n, int threads)
+{
+    bench_sgemm *g = calloc(1, sizeof *g);
+    size_t i, nn = (size_t)n * (size_t)n;
+    if (!g)
+        return NULL;
+    g->n = n;
+    g->threads = threads;
+    g->a = malloc(sizeof(float) * nn);
+    g->b = malloc(sizeof(float) * nn);
+    g->c = malloc(sizeof(float) * nn);
+    if (!g->a || !g->b || !g->c) {
+        bench_sgemm_free(g);
+        return NULL;
+    }
+    for (i = 0; i < nn; i++) {
+        g->a[i] = (float)(i % 7) * 0.1f;
+        g->b[i] = (float)(i % 5) * 0.1f;
+    }
+    return g;
+}
+
+double bench_sgemm_pass(void *sgemm)
+{
+    bench_sgemm *g = (bench_sgemm *)sgemm;
+    const int n = g->n;
+    double t0;
+#ifdef NSA_HAVE_CBLAS
+    openblas_set_num_threads(g->threads);
+    t0 = bench_now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, g->a, n, g->b, n, 0.0f,
+                g->c, n);
+    t0 = bench_now() - t0;
+    openblas_set_num_threads(1);
+#else
+    t0 = bench_now();
+    nsa_sgemm(0, 0, n, n, n, 1.0f, g->a, n, g->b, n, 0.0f, g->c, n);
+    t0 = bench_now() - t0;
+#endif
+    return t0;
+}
+
+double bench_sgemm_flops(const bench_sgemm *g)
+{
+    return 2.0 * (double)g->n * (double)g->n * (double)g->n;
+}
+
+void bench_sgemm_free(bench_sgemm *g)
+{
+    if (g) {
+        free(g->a);
+        free(g->b);
+        free(g->c);
+        free(g);
+    }
+}
+
+double bench_sgemm_gflops(int n, int threads, int reps)
+{
+    bench_sgemm *g = bench_sgemm_new(n, threads);
+    double t[32], flops;
+    int i;
+    if (!g)
+        return NAN;
+    if (reps > 32)
+        reps = 32;
+    bench_sgemm_pass(g); /* warm-up */
+    for (i = 0; i < reps; i++)
+        t[i] = bench_sgemm_pass(g);
+    flops = bench_sgemm_flops(g);
+    bench_sgemm_free(g);
+    return flops / bench_median(t, reps) * 1e-9;
 }
 
 struct bench_stream {
@@ -117,8 +160,9 @@ bench_stream *bench_stream_new(size_t bytes, int threads)
     return s;
 }
 
-double bench_stream_pass(bench_stream *s)
+double bench_stream_pass(void *stream)
 {
+    bench_stream *s = (bench_stream *)stream;
     pthread_t th[64];
     stream_arg args[64];
     volatile uint64_t sink = 0;

@@ -20,9 +20,19 @@ double bench_stream_read(size_t bytes, int threads, int reps);
 typedef struct bench_stream bench_stream;
 bench_stream *bench_stream_new(size_t bytes, int threads);
 /* Seconds of one read of the whole buffer. */
-double bench_stream_pass(bench_stream *s);
+double bench_stream_pass(void *stream); /* a bench_stream */
 /* Bytes one pass reads. */
 size_t bench_stream_bytes(const bench_stream *s);
 void bench_stream_free(bench_stream *s);
+
+/* Square single-precision GEMMs on `threads` BLAS threads, one pass at a time, to interleave
+ * with the op being measured (the compute ceiling). */
+typedef struct bench_sgemm bench_sgemm;
+bench_sgemm *bench_sgemm_new(int n, int threads);
+/* Seconds of one n x n x n GEMM. */
+double bench_sgemm_pass(void *sgemm); /* a bench_sgemm */
+/* Floating-point operations of one pass. */
+double bench_sgemm_flops(const bench_sgemm *g);
+void bench_sgemm_free(bench_sgemm *g);
 
 #endif

@@ -47,14 +47,14 @@ double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
 }
 
 int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
-                      struct bench_stream *stream, double *t)
+                      double (*pass)(void *), void *pass_arg, double *t)
 {
     int r, i, reps = g_reps > 64 ? 64 : g_reps;
     for (r = -1; r < reps; r++) /* round -1 warms up */
         for (i = 0; i < nops; i++) {
             double t0, dt;
             if (!run[i]) {
-                dt = bench_stream_pass(stream);
+                dt = pass(pass_arg);
             } else {
                 t0 = bench_now();
                 if (run[i](arg[i], ctx) != NSA_SUCCESS) {
@@ -67,6 +67,25 @@ int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_co
                 t[i * reps + r] = dt;
         }
     return reps;
+}
+
+double bench_time_vs_sgemm(const bench_env *env, bench_op_fn run, void *arg, double flops,
+                           double *ratio)
+{
+    const bench_op_fn fns[2] = {run, NULL};
+    void *const args[2] = {arg, NULL};
+    bench_sgemm *g = bench_sgemm_new(2048, env->threads);
+    double t[2 * 64];
+    int reps = g ? bench_time_rounds(2, fns, args, env->ctx, bench_sgemm_pass, g, t) : 0;
+    const double gflops = g ? bench_sgemm_flops(g) : 0.0;
+    bench_sgemm_free(g);
+    if (!reps) {
+        *ratio = NAN;
+        return NAN;
+    }
+    /* (flops / t_op) / (gflops / t_sgemm), per round */
+    *ratio = bench_median_ratio(t + reps, t, reps) * flops / gflops;
+    return bench_median(t, reps);
 }
 
 double bench_median_ratio(const double *num, const double *den, int reps)
