@@ -49,6 +49,52 @@ void err_at_end(err_call *c, void (*fn)(void))
     c->at_end = fn;
 }
 
+static int g_allocs_left;
+
+static void *counting_alloc(void *user, size_t size, size_t alignment)
+{
+    void *p = NULL;
+    (void)user;
+    if (g_allocs_left-- <= 0)
+        return NULL;
+    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment,
+                       size ? size : 1) != 0)
+        return NULL;
+    return p;
+}
+
+static void plain_free(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
+static const nsa_allocator g_counting = {NULL, counting_alloc, plain_free};
+
+const nsa_allocator *err_allocator_failing_after(int n)
+{
+    g_allocs_left = n;
+    return &g_counting;
+}
+
+static void reset_process_allocator(void)
+{
+    nsa_set_allocator(NULL);
+}
+
+void err_fail_process_allocator(err_call *c, int n)
+{
+    if (nsa_set_allocator(err_allocator_failing_after(n)) != NSA_SUCCESS)
+        abort();
+    err_at_end(c, reset_process_allocator);
+}
+
+void err_fail_default_context(err_call *c)
+{
+    nsa_default_context_reset();
+    err_fail_process_allocator(c, 0);
+}
+
 void err_watch_handle(err_call *c, void *handle_ptr)
 {
     if (c->nhandle == ERR_MAX_WATCH)

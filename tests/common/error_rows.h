@@ -52,6 +52,17 @@ void *err_alloc(err_call *c, size_t bytes);
  * `handle_ptr` must outlive the case: err_alloc() it, never take a local's address. */
 void err_watch_handle(err_call *c, void *handle_ptr);
 
+/* Allocation failures (for serial cases: the counts are shared). An allocator for a context's
+ * config that serves `n` allocations (posix_memalign), then fails; the count restarts at each
+ * call of this function. */
+const nsa_allocator *err_allocator_failing_after(int n);
+/* Until the runner has checked the case, the process allocator (nsa_set_allocator) serves `n`
+ * more allocations, then fails. */
+void err_fail_process_allocator(err_call *c, int n);
+/* Also drop the default context: the next call with a NULL context creates it again, from the
+ * failing process allocator. */
+void err_fail_default_context(err_call *c);
+
 /* Make the failing call and return its status. */
 typedef nsa_status (*err_case_fn)(err_call *c);
 

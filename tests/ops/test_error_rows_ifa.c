@@ -929,34 +929,11 @@ static nsa_status strict_key_length(err_call *c)
 
 /* ---- entry points ------------------------------------------------------------------------ */
 
-static void *failing_alloc(void *user, size_t size, size_t alignment)
-{
-    (void)user;
-    (void)size;
-    (void)alignment;
-    return NULL;
-}
-
-static void plain_free(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
-static void reset_allocator(void)
-{
-    nsa_set_allocator(NULL);
-}
-
 /* The default context is created again, from a process allocator that fails. */
 static nsa_status default_context_oom(err_call *c)
 {
-    static const nsa_allocator failing = {NULL, failing_alloc, plain_free};
     fix *f = dense(c, 0);
-    nsa_default_context_reset();
-    if (nsa_set_allocator(&failing) != NSA_SUCCESS)
-        return NSA_ERR_INTERNAL;
-    err_at_end(c, reset_allocator);
+    err_fail_default_context(c);
     return call(c, f);
 }
 

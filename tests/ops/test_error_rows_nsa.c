@@ -47,34 +47,6 @@ static nsa_validation level_of(int strict)
     return strict ? NSA_VALIDATE_STRICT : NSA_VALIDATE_DEFAULT;
 }
 
-static void *no_alloc(void *user, size_t size, size_t alignment)
-{
-    (void)user;
-    (void)size;
-    (void)alignment;
-    return NULL;
-}
-
-static void plain_free(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
-static void restore_allocator(void)
-{
-    nsa_set_allocator(NULL);
-}
-
-/* The next use of the default context creates it from a process allocator that fails. */
-static void fail_default_context(err_call *c)
-{
-    static const nsa_allocator a = {NULL, no_alloc, plain_free};
-    nsa_default_context_reset();
-    nsa_set_allocator(&a);
-    err_at_end(c, restore_allocator);
-}
-
 /* ---- nsa_compress: 64 tokens, 1 head, D = 16, l = 32, d = 16 (3 windows) ------------------ */
 
 typedef struct cp_fx {
@@ -259,14 +231,14 @@ static nsa_status cp_ws_oom(err_call *c)
     cp_fx *f = cp_new(c, 0);
     size_t *size = (size_t *)err_alloc(c, sizeof *size);
     err_watch(c, size, sizeof *size);
-    fail_default_context(c);
+    err_fail_default_context(c);
     return nsa_compress_workspace_size(NULL, &f->in, &f->p, size);
 }
 
 static nsa_status cp_oom(err_call *c)
 {
     cp_fx *f = cp_new(c, 0);
-    fail_default_context(c);
+    err_fail_default_context(c);
     return cp_run(c, f);
 }
 
@@ -550,14 +522,14 @@ static nsa_status ca_ws_oom(err_call *c)
     ca_fx *f = ca_new(c, 0);
     size_t *size = (size_t *)err_alloc(c, sizeof *size);
     err_watch(c, size, sizeof *size);
-    fail_default_context(c);
+    err_fail_default_context(c);
     return nsa_compress_attention_workspace_size(NULL, &f->q, &f->k, &f->v, &f->p, size);
 }
 
 static nsa_status ca_oom(err_call *c)
 {
     ca_fx *f = ca_new(c, 0);
-    fail_default_context(c);
+    err_fail_default_context(c);
     return ca_run(c, f);
 }
 
@@ -922,7 +894,7 @@ static nsa_status sa_ws_oom(err_call *c)
     sa_fx *f = sa_new(c, 0);
     size_t *size = (size_t *)err_alloc(c, sizeof *size);
     err_watch(c, size, sizeof *size);
-    fail_default_context(c);
+    err_fail_default_context(c);
     return nsa_select_attention_workspace_size(NULL, &f->q, &f->k, &f->v, &f->topk, &f->p,
                                                size);
 }
@@ -930,7 +902,7 @@ static nsa_status sa_ws_oom(err_call *c)
 static nsa_status sa_oom(err_call *c)
 {
     sa_fx *f = sa_new(c, 0);
-    fail_default_context(c);
+    err_fail_default_context(c);
     return sa_run(c, f);
 }
 

@@ -53,26 +53,11 @@ static nsa_status create_bad_allocator(err_call *c)
     return nsa_context_create(&cfg, ctx);
 }
 
-static void *failing_alloc(void *user, size_t size, size_t alignment)
-{
-    (void)user;
-    (void)size;
-    (void)alignment;
-    return NULL;
-}
-
-static void plain_free(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
 static nsa_status create_oom(err_call *c)
 {
-    nsa_allocator a = {NULL, failing_alloc, plain_free};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
     nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
-    cfg.allocator = &a;
+    cfg.allocator = err_allocator_failing_after(0);
     err_watch_handle(c, ctx);
     return nsa_context_create(&cfg, ctx);
 }
@@ -154,31 +139,14 @@ static nsa_status workspace_too_small(err_call *c)
     return st;
 }
 
-/* Fails every allocation after the context itself. */
-static int g_allocs_left;
-
-static void *counting_alloc(void *user, size_t size, size_t alignment)
-{
-    void *p = NULL;
-    (void)user;
-    if (g_allocs_left-- <= 0)
-        return NULL;
-    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment,
-                       size ? size : 1) != 0)
-        return NULL;
-    return p;
-}
-
 static nsa_status workspace_oom(err_call *c)
 {
     small_compress *s = (small_compress *)err_alloc(c, sizeof *s);
-    nsa_allocator a = {NULL, counting_alloc, plain_free};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
     nsa_context *ctx = NULL;
     nsa_status st;
     cfg.num_threads = 1;
-    cfg.allocator = &a;
-    g_allocs_left = 1;
+    cfg.allocator = err_allocator_failing_after(1); /* the context, then nothing */
     small_compress_init(s);
     if (nsa_context_create(&cfg, &ctx) != NSA_SUCCESS)
         return NSA_ERR_INTERNAL;
@@ -188,30 +156,22 @@ static nsa_status workspace_oom(err_call *c)
     return st;
 }
 
-static void reset_allocator(void)
-{
-    nsa_set_allocator(NULL);
-}
-
 /* The process allocator serves the context, then fails the built-in pool's allocation. */
 static nsa_status create_pool_oom(err_call *c)
 {
-    nsa_allocator a = {NULL, counting_alloc, plain_free};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
     nsa_context **ctx = (nsa_context **)err_alloc(c, sizeof *ctx);
     cfg.num_threads = 2;
-    g_allocs_left = 1;
-    if (nsa_set_allocator(&a) != NSA_SUCCESS)
-        return NSA_ERR_INTERNAL;
+    err_fail_process_allocator(c, 1);
     err_watch_handle(c, ctx);
-    err_at_end(c, reset_allocator);
     return nsa_context_create(&cfg, ctx);
 }
 
 static nsa_status set_allocator_incomplete(err_call *c)
 {
-    nsa_allocator a = {NULL, counting_alloc, NULL};
+    nsa_allocator a = *err_allocator_failing_after(0);
     (void)c;
+    a.free = NULL;
     return nsa_set_allocator(&a);
 }
 

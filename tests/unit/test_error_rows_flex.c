@@ -23,46 +23,6 @@ static void *out_handle(err_call *c)
 
 /* ---- allocation failures ----------------------------------------------------------------- */
 
-static int g_allocs_left;
-
-static void *counting_alloc(void *user, size_t size, size_t alignment)
-{
-    void *p = NULL;
-    (void)user;
-    if (g_allocs_left-- <= 0)
-        return NULL;
-    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment,
-                       size ? size : 1) != 0)
-        return NULL;
-    return p;
-}
-
-static void plain_free(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
-static void reset_allocator(void)
-{
-    nsa_set_allocator(NULL);
-}
-
-/* The process allocator serves `n` more allocations, then fails until the case ends. */
-static void fail_after(err_call *c, int n)
-{
-    static const nsa_allocator a = {NULL, counting_alloc, plain_free};
-    g_allocs_left = n;
-    nsa_set_allocator(&a);
-    err_at_end(c, reset_allocator);
-}
-
-/* The default context is gone and cannot be recreated until the case ends. */
-static void no_default_context(err_call *c)
-{
-    nsa_default_context_reset();
-    fail_after(c, 0);
-}
 
 /* ---- shared objects ---------------------------------------------------------------------- */
 
@@ -104,7 +64,7 @@ static doc_fx *doc_setup(err_call *c, int64_t len)
 static nsa_status causal_oom(err_call *c)
 {
     nsa_mask_mod **out = (nsa_mask_mod **)out_handle(c);
-    fail_after(c, 0);
+    err_fail_process_allocator(c, 0);
     return nsa_mask_mod_causal(out);
 }
 
@@ -134,7 +94,7 @@ static nsa_status document_ids_oom(err_call *c)
 {
     doc_fx *d = doc_setup(c, 8);
     nsa_mask_mod **out = (nsa_mask_mod **)out_handle(c);
-    fail_after(c, 1);
+    err_fail_process_allocator(c, 1);
     return nsa_mask_mod_document(&d->tids, NULL, out);
 }
 
@@ -157,7 +117,7 @@ static nsa_status document_oom(err_call *c)
 {
     doc_fx *d = doc_setup(c, 8);
     nsa_mask_mod **out = (nsa_mask_mod **)out_handle(c);
-    fail_after(c, 0);
+    err_fail_process_allocator(c, 0);
     return nsa_mask_mod_document(&d->tids, NULL, out);
 }
 
@@ -197,7 +157,7 @@ static nsa_status offsets_oom(err_call *c)
 {
     doc_fx *d = doc_setup(c, 8);
     nsa_mask_mod **out = (nsa_mask_mod **)out_handle(c);
-    fail_after(c, 0);
+    err_fail_process_allocator(c, 0);
     return nsa_mask_mod_document_offsets(d->off, NULL, 2, NULL, out);
 }
 
@@ -210,7 +170,7 @@ static nsa_status and_of(err_call *c, int32_t count, int null_mod, int fail)
     nsa_status st;
     mods[0] = mods[1] = m;
     if (fail)
-        fail_after(c, 0);
+        err_fail_process_allocator(c, 0);
     st = nsa_mask_mod_and(mods, count, out);
     nsa_mask_mod_free(m);
     return st;
@@ -343,7 +303,7 @@ static nsa_status softcap_null_out(err_call *c)
 static nsa_status softcap_oom(err_call *c)
 {
     nsa_score_mod **out = (nsa_score_mod **)out_handle(c);
-    fail_after(c, 0);
+    err_fail_process_allocator(c, 0);
     return nsa_score_mod_softcap(20.0f, out);
 }
 
@@ -377,7 +337,7 @@ static nsa_status rel_bias_oom(err_call *c)
 {
     nsa_tensor *t = table_of(c, 1, 15);
     nsa_score_mod **out = (nsa_score_mod **)out_handle(c);
-    fail_after(c, 1);
+    err_fail_process_allocator(c, 1);
     return nsa_score_mod_rel_bias(t, out);
 }
 
@@ -405,7 +365,7 @@ static nsa_status alibi_wrong_slopes(err_call *c)
 static nsa_status alibi_oom(err_call *c)
 {
     nsa_score_mod **out = (nsa_score_mod **)out_handle(c);
-    fail_after(c, 1);
+    err_fail_process_allocator(c, 1);
     return nsa_score_mod_alibi(NULL, 4, out);
 }
 
@@ -433,7 +393,7 @@ static nsa_status create_too_large(err_call *c)
 
 static nsa_status create_oom(err_call *c)
 {
-    fail_after(c, 0);
+    err_fail_process_allocator(c, 0);
     return create_with(c, 1, 1, 8, 8, 4);
 }
 
@@ -442,7 +402,7 @@ static nsa_status create_oom(err_call *c)
 static nsa_status create_build_oom(err_call *c)
 {
     nsa_block_mask **out = (nsa_block_mask **)out_handle(c);
-    fail_after(c, 3);
+    err_fail_process_allocator(c, 3);
     return nsa_block_mask_create(g_ctx, NULL, 1, 1, 8, 8, 4, 4, out);
 }
 
@@ -475,7 +435,7 @@ static nsa_status create_numel_overflow(err_call *c)
 static nsa_status create_no_default_context(err_call *c)
 {
     nsa_block_mask **out = (nsa_block_mask **)out_handle(c);
-    no_default_context(c);
+    err_fail_default_context(c);
     return nsa_block_mask_create(NULL, NULL, 1, 1, 8, 8, 4, 4, out);
 }
 
@@ -597,7 +557,7 @@ static nsa_status kv_no_default_context(err_call *c)
 {
     kv_fx *k = kv_setup(c);
     k->ctx = NULL;
-    no_default_context(c);
+    err_fail_default_context(c);
     return kv_run(c, k);
 }
 
@@ -864,7 +824,7 @@ static nsa_status flex_null_out(err_call *c)
 static nsa_status flex_no_default_context(err_call *c)
 {
     flex_fx *f = flex_setup(c);
-    no_default_context(c);
+    err_fail_default_context(c);
     return flex_run(c, f, NULL, NULL, NULL);
 }
 
