@@ -90,8 +90,11 @@ static nsa_status bm_alloc(const nsa_block_mask_info *info, const nsa_mask_mod *
             bm->arr[i] = (int32_t *)(void *)((char *)bm->mem + off[i]);
         if (ok)
             bm->cls = (uint8_t *)bm->mem + off[8];
-        bm->mask_mod = ok ? (mask_mod ? nsa_mask_mod_clone(mask_mod) : NULL) : NULL;
-        if (ok && !bm->mask_mod) {
+        if (ok && mask_mod) {
+            /* a failed clone is out of memory, never "no mask_mod" */
+            bm->mask_mod = nsa_mask_mod_clone(mask_mod);
+            ok = bm->mask_mod != NULL;
+        } else if (ok) {
             nsa_mask_mod *noop = NULL;
             ok = nsa_mask_mod_noop(&noop) == NSA_SUCCESS;
             bm->mask_mod = noop;

@@ -183,3 +183,40 @@ void rel_check_alloc_failures(const rel_op *op)
     free(got);
     free(ref);
 }
+
+void rel_check_process_alloc_failures(const char *name, rel_make_fn make,
+                                      void (*destroy)(void *obj), void *user)
+{
+    fail_alloc fa = {0, 0, 0};
+    nsa_allocator alloc;
+    void *obj = NULL;
+    int total, n;
+    alloc.user = &fa;
+    alloc.alloc = fa_alloc;
+    alloc.free = fa_free;
+    assert_int_equal(nsa_set_allocator(&alloc), NSA_SUCCESS);
+    if (make(user, &obj) != NSA_SUCCESS) {
+        nsa_set_allocator(NULL);
+        fail_msg("%s: run failed: %s", name, nsa_last_error());
+    }
+    total = fa.calls;
+    destroy(obj);
+    if (fa.live != 0)
+        fail_msg("%s: %d blocks left after freeing the object", name, fa.live);
+    for (n = 1; n <= total; n++) {
+        nsa_status st;
+        fa.calls = 0;
+        fa.fail_at = n;
+        obj = NULL;
+        st = make(user, &obj);
+        if (st != NSA_ERR_OUT_OF_MEMORY || obj != NULL || fa.live != 0)
+            nsa_set_allocator(NULL); /* fail_msg leaves the test: restore first */
+        if (st != NSA_ERR_OUT_OF_MEMORY || obj != NULL)
+            fail_msg("%s: failing allocation %d of %d returned %s%s", name, n, total,
+                     nsa_status_string(st), obj ? " and an object" : "");
+        if (fa.live != 0)
+            fail_msg("%s: failing allocation %d of %d leaked %d blocks", name, n, total,
+                     fa.live);
+    }
+    assert_int_equal(nsa_set_allocator(NULL), NSA_SUCCESS);
+}

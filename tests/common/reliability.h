@@ -36,4 +36,12 @@ void rel_check_backends(const rel_op *op);
  * it allocated, and a later successful run still gives the reference bits. */
 void rel_check_alloc_failures(const rel_op *op);
 
+/* The same for what allocates from the process allocator (nsa_set_allocator): `make` builds
+ * an object (a block mask, a mask or score mod) and `destroy` frees it. For every n up to the
+ * allocations of a successful make, failing the n-th gives NSA_ERR_OUT_OF_MEMORY, leaves
+ * `*obj` NULL and leaks nothing. Uses the default context, which must exist already. */
+typedef nsa_status (*rel_make_fn)(void *user, void **obj);
+void rel_check_process_alloc_failures(const char *name, rel_make_fn make,
+                                      void (*destroy)(void *obj), void *user);
+
 #endif

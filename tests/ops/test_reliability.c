@@ -1123,6 +1123,83 @@ static void expect_rows_equal_to(const char *what, const float *got, int64_t row
                          (long long)r, (long long)e, (double)got[r * width + e], (double)row[e]);
 }
 
+/* Objects from the process allocator: block masks (causal, document), mask and score mods. */
+static nsa_status make_causal_mask(void *user, void **obj)
+{
+    nsa_mask_mod *causal = NULL;
+    nsa_status st;
+    (void)user;
+    if (nsa_mask_mod_causal(&causal) != NSA_SUCCESS)
+        return NSA_ERR_OUT_OF_MEMORY;
+    st = nsa_block_mask_create(NULL, causal, 2, 2, 300, 260, 64, 32, (nsa_block_mask **)obj);
+    nsa_mask_mod_free(causal);
+    return st;
+}
+
+static nsa_status make_document_mod(void *user, void **obj)
+{
+    return nsa_mask_mod_document((const nsa_tensor *)user, NULL, (nsa_mask_mod **)obj);
+}
+
+static nsa_status make_document_mask(void *user, void **obj)
+{
+    nsa_mask_mod *doc = NULL;
+    nsa_status st = nsa_mask_mod_document((const nsa_tensor *)user, NULL, &doc);
+    if (st != NSA_SUCCESS)
+        return st;
+    st = nsa_block_mask_create(NULL, doc, 1, 1, 200, 200, 32, 32, (nsa_block_mask **)obj);
+    nsa_mask_mod_free(doc);
+    return st;
+}
+
+/* document AND causal: a composed mod, cloned into the mask with its children */
+static nsa_status make_composed_mask(void *user, void **obj)
+{
+    nsa_mask_mod *parts[2] = {NULL, NULL}, *both = NULL;
+    nsa_status st = nsa_mask_mod_document((const nsa_tensor *)user, NULL, &parts[0]);
+    if (st == NSA_SUCCESS)
+        st = nsa_mask_mod_causal(&parts[1]);
+    if (st == NSA_SUCCESS)
+        st = nsa_mask_mod_and((const nsa_mask_mod *const *)parts, 2, &both);
+    if (st == NSA_SUCCESS)
+        st = nsa_block_mask_create(NULL, both, 1, 2, 200, 200, 32, 64, (nsa_block_mask **)obj);
+    nsa_mask_mod_free(both);
+    nsa_mask_mod_free(parts[0]);
+    nsa_mask_mod_free(parts[1]);
+    return st;
+}
+
+static nsa_status make_alibi(void *user, void **obj)
+{
+    (void)user;
+    return nsa_score_mod_alibi(NULL, 12, (nsa_score_mod **)obj);
+}
+
+static void free_block_mask(void *obj) { nsa_block_mask_free((nsa_block_mask *)obj); }
+static void free_mask_mod(void *obj) { nsa_mask_mod_free((nsa_mask_mod *)obj); }
+static void free_score_mod(void *obj) { nsa_score_mod_free((nsa_score_mod *)obj); }
+
+static void test_flex_objects_alloc(void **s)
+{
+    int32_t ids[200];
+    int64_t shape[1] = {200};
+    nsa_tensor tids = nsa_tensor_contiguous(ids, NSA_DTYPE_I32, 1, shape);
+    int i;
+    (void)s;
+    for (i = 0; i < 200; i++)
+        ids[i] = i / 70;
+    (void)nsa_context_num_threads(NULL); /* the default context exists before counting */
+    rel_check_process_alloc_failures("block mask (causal)", make_causal_mask, free_block_mask,
+                                     NULL);
+    rel_check_process_alloc_failures("mask_mod_document", make_document_mod, free_mask_mod,
+                                     &tids);
+    rel_check_process_alloc_failures("block mask (document)", make_document_mask,
+                                     free_block_mask, &tids);
+    rel_check_process_alloc_failures("block mask (document and causal)", make_composed_mask,
+                                     free_block_mask, &tids);
+    rel_check_process_alloc_failures("score_mod_alibi", make_alibi, free_score_mod, NULL);
+}
+
 static void test_broadcast_value_rows(void **s)
 {
     enum { L = 5, S = 70, E = 8 };
@@ -1200,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_flex_block_mask_threads),
         cmocka_unit_test(test_flex_block_mask_concurrent),
         cmocka_unit_test(test_flex_block_mask_alloc),
+        cmocka_unit_test(test_flex_objects_alloc),
         cmocka_unit_test(test_flex_nan_query),
         cmocka_unit_test(test_flex_edges),
         cmocka_unit_test(test_broadcast_value_rows),
