@@ -6,9 +6,10 @@
  * caller's memory and converted in registers:
  *
  *   scores: 16 keys at a time, one accumulator per key, reduced across lanes by a fixed
- *           shuffle tree; query rows go in pairs, so each key row loaded serves two. bf16 keys against bf16-exact queries use vdpbf16ps (products of
- *           two bf16 are exact in fp32, so only the summation order differs from the GEMM);
- *           other dtypes are converted to fp32 rows of 16 keys in L1 first;
+ *           shuffle tree; query rows go in pairs, so each key row loaded serves two. bf16
+ *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
+ *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
+ *           in place, others widened to fp32 rows of 16 keys in L1 first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
  *           in registers while 16 values at a time stream past, converted in registers.
  *
@@ -290,7 +291,6 @@ AVX512 static void store_scores(__m512 sum, float scale, int upper, int32_t coun
         }                                                                                          \
     } while (0)
 
-
 AVX512BF16 static void scores_bf16_dot(const nsa_attn_tile *tile, const uint16_t *qb,
                                        const nsa_kv_block *blk, const nsa_kv_block *next,
                                        int32_t j0, int32_t n, float *s, int64_t lds)
@@ -304,37 +304,48 @@ AVX512BF16 static void scores_bf16_dot(const nsa_attn_tile *tile, const uint16_t
     }
 }
 
+/* Offsets of channels [c, c + 16) as a vector (0 without offsets); stride 0 or 1, which
+ * nsa_fused_usable checks. */
+AVX512 static __m512 offset16(const nsa_dequant *dq, int32_t c)
+{
+    if (!dq->offset)
+        return _mm512_setzero_ps();
+    return dq->offset_stride ? _mm512_loadu_ps(dq->offset + c) : _mm512_set1_ps(dq->offset[0]);
+}
+
 /* int8 rows as fp32 x + offset[c] (the scales are folded into the queries and the output,
- * see nsa_fused_prepare), d % 16 == 0, offset stride 0 or 1. */
+ * see nsa_fused_prepare), d % 16 == 0. */
 AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, int32_t d,
                                       float *dst)
 {
     int32_t c;
     for (c = 0; c < d; c += 16) {
-        __m512 x = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + c))));
-        if (dq->offset)
-            x = _mm512_add_ps(x, dq->offset_stride ? _mm512_loadu_ps(dq->offset + c)
-                                                   : _mm512_set1_ps(dq->offset[0]));
-        _mm512_storeu_ps(dst + c, x);
+        const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(src + c));
+        _mm512_storeu_ps(dst + c, _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)),
+                                                offset16(dq, c)));
     }
 }
 
-/* Keys of other dtypes (or queries that are not bf16): 16 key rows converted to fp32 in
- * `tmp` (16 x d floats, stays in L1), then fp32 FMAs. */
+/* Keys of other dtypes (or queries that are not bf16), 16 at a time: f32 rows are read in
+ * place, others widened to fp32 rows in `tmp` (16 x d floats, stays in L1); then fp32 FMAs. */
 AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
                                const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,
                                int32_t n, float *s, int64_t lds, float *tmp)
 {
     const int32_t d = tile->d;
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
+    const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
     int32_t g, jj;
     for (g = j0; g < j0 + n; g += 16) {
         const int32_t cnt = j0 + n - g < 16 ? j0 + n - g : 16;
         prefetch_ahead(blk, next, 0, esize, g + NSA_FUSED_PREFETCH, (size_t)d * esize);
+        if (tile->kv_dtype == NSA_DTYPE_F32) {
+            SCORE_GROUP(dot16_f32, float, float, q, blk->k, row_bytes, g, g + cnt,
+                        s + (g - j0));
+            continue;
+        }
         for (jj = 0; jj < cnt; jj++) {
-            const char *row =
-                (const char *)blk->k + (int64_t)(g + jj) * blk->k_row_stride * (int64_t)esize;
+            const char *row = (const char *)blk->k + (int64_t)(g + jj) * row_bytes;
             if (tile->kv_dtype == NSA_DTYPE_I8)
                 i8_row_plus_offset((const int8_t *)row, &tile->k_dequant, d,
                                    tmp + (size_t)jj * d);
@@ -379,16 +390,10 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
 {
     const size_t esize = nsa_dtype_size(dt);
     __m512 acc[8][4], of[4];
-    int r, z, i;
+    int r, z;
     int32_t j;
-    for (z = 0; z < NZ; z++) {
-        float off[16];
-        for (i = 0; i < 16; i++)
-            off[i] = dt == NSA_DTYPE_I8
-                         ? dq_at(dq->offset, dq->offset_stride, c0 + 16 * z + i, 0.0f)
-                         : 0.0f;
-        of[z] = _mm512_loadu_ps(off);
-    }
+    for (z = 0; z < NZ; z++)
+        of[z] = dt == NSA_DTYPE_I8 ? offset16(dq, c0 + 16 * z) : _mm512_setzero_ps();
     for (r = 0; r < M; r++)
         for (z = 0; z < NZ; z++)
             acc[r][z] = _mm512_loadu_ps(o + (size_t)r * (size_t)dv + c0 + 16 * z);
