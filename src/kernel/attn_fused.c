@@ -466,15 +466,21 @@ PV_DTYPES(8)
 
 #endif /* NSA_FUSED_X86 */
 
-void nsa_fused_prepare(const nsa_attn_tile *tile, float *q)
+const uint16_t *nsa_fused_prepare(const nsa_attn_tile *tile, float *q, uint16_t *q_bf16)
 {
     const nsa_dequant *dq = &tile->k_dequant;
     int32_t r, c;
-    if (tile->kv_dtype != NSA_DTYPE_I8)
-        return;
-    for (r = 0; r < tile->m; r++)
-        for (c = 0; c < tile->d; c++)
-            q[(size_t)r * (size_t)tile->d + c] *= dq_at(dq->scale, dq->scale_stride, c, 1.0f);
+    if (nsa_fused_uses_bf16_dot(tile)) { /* bf16 queries: back to bf16 exactly */
+        nsa_store_f32(q, q_bf16, NSA_DTYPE_BF16, 1, (int64_t)tile->m * tile->d,
+                      NSA_ROUND_NEAREST_EVEN);
+        return q_bf16;
+    }
+    if (tile->kv_dtype == NSA_DTYPE_I8)
+        for (r = 0; r < tile->m; r++)
+            for (c = 0; c < tile->d; c++)
+                q[(size_t)r * (size_t)tile->d + c] *=
+                    dq_at(dq->scale, dq->scale_stride, c, 1.0f);
+    return NULL;
 }
 
 void nsa_fused_finish(const nsa_attn_tile *tile, float *o)

@@ -26,17 +26,19 @@ NSA_INTERNAL int nsa_fused_max_rows(void);
 /* 1 when the tile can take the path: 1..nsa_fused_max_rows() rows, d and dv multiples of 16, channel stride 1
  * in every block, an AVX-512 CPU. */
 NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
-/* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16): then
- * nsa_fused_scores wants the queries as bf16 too. */
+/* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16). */
 NSA_INTERNAL int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile);
 
-/* Before the first chunk: fold int8 key scales into the fp32 queries `q` ([m][d]). */
-NSA_INTERNAL void nsa_fused_prepare(const nsa_attn_tile *tile, float *q);
+/* Before the first chunk, on the fp32 queries `q` ([m][d]): when the scores use bf16 dot
+ * products, write them as bf16 into `q_bf16` ([m][d]) and return it; else fold int8 key
+ * scales into `q` and return NULL. Pass the result to nsa_fused_scores. */
+NSA_INTERNAL const uint16_t *nsa_fused_prepare(const nsa_attn_tile *tile, float *q,
+                                               uint16_t *q_bf16);
 /* After the last chunk: apply int8 value scales to the accumulator `o` ([m][dv]). */
 NSA_INTERNAL void nsa_fused_finish(const nsa_attn_tile *tile, float *o);
 
 /* s[r*lds + j] = scale * q_r . k_(j0+j) of block `blk` for the tile's rows and j in [0, n).
- * `q` is [m][d] fp32, `q_bf16` the same rows as bf16 when nsa_fused_uses_bf16_dot() (else
+ * `q` is [m][d] fp32, `q_bf16` what nsa_fused_prepare returned (bf16 rows, or
  * NULL); `tmp` holds 16 x d floats. `next` (the following block, or NULL) is only prefetched. */
 NSA_INTERNAL void nsa_fused_scores(const nsa_attn_tile *tile, const float *q,
                                    const uint16_t *q_bf16, const nsa_kv_block *blk,

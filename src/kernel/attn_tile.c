@@ -217,7 +217,7 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 {
     const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
     tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc);
-    /* Few rows (decode): no BLAS, K and V read in place (see attn_fused.c). */
+    /* Few rows (decode, select): no BLAS, K and V read in place (see attn_fused.c). */
     const int fused = nsa_fused_usable(tile);
     const uint16_t *qb = NULL;
     int32_t r, b;
@@ -229,14 +229,8 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
         sc.sum[r] = 0.0f;
     }
     memset(sc.o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
-    if (fused && nsa_fused_uses_bf16_dot(tile)) {
-        /* bf16 queries: back to bf16 exactly */
-        nsa_store_f32(sc.q, sc.qb, NSA_DTYPE_BF16, 1, (int64_t)tile->m * tile->d,
-                      NSA_ROUND_NEAREST_EVEN);
-        qb = sc.qb;
-    }
     if (fused)
-        nsa_fused_prepare(tile, sc.q);
+        qb = nsa_fused_prepare(tile, sc.q, sc.qb);
 
     for (b = 0; b < tile->nblocks; b++) {
         const nsa_kv_block *blk = &tile->blocks[b];
