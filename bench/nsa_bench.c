@@ -33,17 +33,8 @@ double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
                      nsa_context *ctx)
 {
     double t[64];
-    int r, reps = g_reps > 64 ? 64 : g_reps;
-    if (run(arg, ctx) != NSA_SUCCESS) { /* warm-up, and a failure is reported once */
-        fprintf(stderr, "nsa_bench: %s\n", nsa_last_error());
-        return NAN;
-    }
-    for (r = 0; r < reps; r++) {
-        double t0 = bench_now();
-        run(arg, ctx);
-        t[r] = bench_now() - t0;
-    }
-    return bench_median(t, reps);
+    int reps = bench_time_rounds(1, &run, &arg, ctx, NULL, NULL, t);
+    return reps ? bench_median(t, reps) : NAN;
 }
 
 int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
