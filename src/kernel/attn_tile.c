@@ -12,53 +12,51 @@
 
 /* Scratch carving, in floats, each part 64-byte aligned. */
 typedef struct tile_scratch {
-    float *q;   /* [m][d]     packed queries */
-    float *k;   /* [max(kc, 16)][d] keys converted to fp32 rows */
-    float *v;   /* [kc][dv]   values */
-    float *s;   /* [m][kc]    scores, then probabilities */
-    float *o;   /* [m][dv]    unnormalised output accumulator */
-    float *mx;  /* [m]        running max */
-    float *sum; /* [m]        running sum */
-    float *row; /* [max(d, dv)] one converted row */
-    uint16_t *qb; /* [m][d] queries as bf16 (few-row path with bf16 dot products) */
+    float *q;     /* [m][d]     packed queries */
+    float *k;     /* [max(kc, 16)][d] keys converted to fp32 rows */
+    float *v;     /* [kc][dv]   values */
+    float *s;     /* [m][kc]    scores, then probabilities */
+    float *o;     /* [m][dv]    unnormalised output accumulator */
+    float *mx;    /* [m]        running max */
+    float *sum;   /* [m]        running sum */
+    uint16_t *qb; /* [m][d]     queries as bf16 (few-row path with bf16 dot products) */
 } tile_scratch;
 
-static size_t part(size_t floats)
+/* The next part of `floats` floats at *off (NULL when only sizing); advances *off. */
+static void *take(char *base, size_t *off, size_t floats)
 {
-    return nsa_align64(floats * sizeof(float));
+    void *p = base ? base + *off : NULL;
+    *off += nsa_align64(floats * sizeof(float));
+    return p;
+}
+
+/* The one scratch layout: carves `base` (NULL: only sizes it) and returns its bytes. */
+static size_t layout(char *base, size_t mm, size_t dd, size_t vv, size_t kc, tile_scratch *t)
+{
+    size_t off = 0;
+    t->q = (float *)take(base, &off, mm * dd);
+    t->k = (float *)take(base, &off, dd * (kc > 16 ? kc : 16));
+    t->v = (float *)take(base, &off, kc * vv);
+    t->s = (float *)take(base, &off, mm * kc);
+    t->o = (float *)take(base, &off, mm * vv);
+    t->mx = (float *)take(base, &off, mm);
+    t->sum = (float *)take(base, &off, mm);
+    t->qb = (uint16_t *)take(base, &off, (mm * dd + 1) / 2);
+    return off;
 }
 
 size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk)
 {
-    size_t kc = (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK);
-    size_t mm = (size_t)(m > 0 ? m : 1), dd = (size_t)(d > 0 ? d : 1);
-    size_t vv = (size_t)(dv > 0 ? dv : 1);
-    return part(mm * dd) + part(dd * (kc > 16 ? kc : 16)) + part(kc * vv) + part(mm * kc) +
-           part(mm * vv) + 2 * part(mm) + part(dd > vv ? dd : vv) + part((mm * dd + 1) / 2);
+    tile_scratch t;
+    return layout(NULL, (size_t)(m > 0 ? m : 1), (size_t)(d > 0 ? d : 1),
+                  (size_t)(dv > 0 ? dv : 1),
+                  (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK), &t);
 }
 
 static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t kc)
 {
     tile_scratch t;
-    char *p = (char *)base;
-    size_t mm = (size_t)m, dd = (size_t)d, vv = (size_t)dv;
-    t.q = (float *)p;
-    p += part(mm * dd);
-    t.k = (float *)p;
-    p += part(dd * (size_t)(kc > 16 ? kc : 16));
-    t.v = (float *)p;
-    p += part((size_t)kc * vv);
-    t.s = (float *)p;
-    p += part(mm * (size_t)kc);
-    t.o = (float *)p;
-    p += part(mm * vv);
-    t.mx = (float *)p;
-    p += part(mm);
-    t.sum = (float *)p;
-    p += part(mm);
-    t.row = (float *)p;
-    p += part(dd > vv ? dd : vv);
-    t.qb = (uint16_t *)(void *)p;
+    layout((char *)base, (size_t)m, (size_t)d, (size_t)dv, (size_t)kc, &t);
     return t;
 }
 
