@@ -91,10 +91,7 @@ void nsa_context_destroy(nsa_context *ctx)
     if (!ctx)
         return;
     nsa_pthread_pool_destroy(ctx->pool);
-    if (ctx->has_allocator)
-        ctx->allocator.free(ctx->allocator.user, ctx);
-    else
-        nsa_heap_free(ctx);
+    nsa_ctx_free(ctx, ctx); /* its own allocator, or the process allocator */
 }
 
 int nsa_context_num_threads(const nsa_context *ctx)
@@ -108,9 +105,7 @@ int nsa_context_num_threads(const nsa_context *ctx)
 
 size_t nsa_worker_count(const nsa_context *ctx, int64_t items)
 {
-    int threads = nsa_context_num_threads(ctx);
-    if (threads < 1)
-        threads = 1;
+    const int threads = nsa_context_num_threads(ctx); /* >= 1 */
     if (items < 1)
         return 1;
     return items < (int64_t)threads ? (size_t)items : (size_t)threads;

@@ -376,12 +376,6 @@ AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512
     }
 }
 
-/* Channel c of a per-channel (stride 1) or per-tensor (stride 0) dequantisation vector. */
-static float dq_at(const float *v, int64_t stride, int32_t c, float none)
-{
-    return v ? v[(int64_t)c * stride] : none;
-}
-
 /* o[r][c0 .. c0 + 16*NZ) += sum_j p[r][j] * v[j][...] for M rows (compile-time M, NZ keep the
  * M*NZ accumulators in registers). */
 AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_dequant *dq,
@@ -466,32 +460,34 @@ PV_DTYPES(8)
 
 #endif /* NSA_FUSED_X86 */
 
+/* x[r][c] *= the dequantisation scale of channel c (1 without scales), for m rows of `width`
+ * channels. */
+static void scale_columns(const nsa_dequant *dq, float *x, int32_t m, int32_t width)
+{
+    int32_t r, c;
+    if (!dq->scale)
+        return;
+    for (r = 0; r < m; r++)
+        for (c = 0; c < width; c++)
+            x[(size_t)r * (size_t)width + c] *= dq->scale[(int64_t)c * dq->scale_stride];
+}
+
 const uint16_t *nsa_fused_prepare(const nsa_attn_tile *tile, float *q, uint16_t *q_bf16)
 {
-    const nsa_dequant *dq = &tile->k_dequant;
-    int32_t r, c;
     if (nsa_fused_uses_bf16_dot(tile)) { /* bf16 queries: back to bf16 exactly */
         nsa_store_f32(q, q_bf16, NSA_DTYPE_BF16, 1, (int64_t)tile->m * tile->d,
                       NSA_ROUND_NEAREST_EVEN);
         return q_bf16;
     }
     if (tile->kv_dtype == NSA_DTYPE_I8)
-        for (r = 0; r < tile->m; r++)
-            for (c = 0; c < tile->d; c++)
-                q[(size_t)r * (size_t)tile->d + c] *=
-                    dq_at(dq->scale, dq->scale_stride, c, 1.0f);
+        scale_columns(&tile->k_dequant, q, tile->m, tile->d);
     return NULL;
 }
 
 void nsa_fused_finish(const nsa_attn_tile *tile, float *o)
 {
-    const nsa_dequant *dq = &tile->v_dequant;
-    int32_t r, c;
-    if (tile->kv_dtype != NSA_DTYPE_I8)
-        return;
-    for (r = 0; r < tile->m; r++)
-        for (c = 0; c < tile->dv; c++)
-            o[(size_t)r * (size_t)tile->dv + c] *= dq_at(dq->scale, dq->scale_stride, c, 1.0f);
+    if (tile->kv_dtype == NSA_DTYPE_I8)
+        scale_columns(&tile->v_dequant, o, tile->m, tile->dv);
 }
 
 void nsa_fused_scores(const nsa_attn_tile *tile, const float *q, const uint16_t *q_bf16,
