@@ -66,10 +66,21 @@ static nsa_status check_block_params(const nsa_compress_params *p)
     return NSA_SUCCESS;
 }
 
+/* T' = sum of W_b over the segments (the prefix sums and l, d already checked). */
+static int64_t output_rows(const nsa_compress_params *p)
+{
+    int64_t b, total = 0;
+    for (b = 0; b < p->actual_seq_len_count; b++) {
+        int64_t prev = b ? p->actual_seq_len[b - 1] : 0;
+        total += windows_of(p->actual_seq_len[b] - prev, p->compress_block_size,
+                            p->compress_stride);
+    }
+    return total;
+}
+
 nsa_status nsa_compress_output_rows(const nsa_compress_params *params, int64_t *rows)
 {
     nsa_status st;
-    int64_t b, total = 0;
     nsa_clear_error();
     if (!rows)
         return nsa_error(NSA_ERR_NULL_POINTER, "rows must not be NULL");
@@ -80,12 +91,7 @@ nsa_status nsa_compress_output_rows(const nsa_compress_params *params, int64_t *
                          "compress_block_size and compress_stride must be >= 1, got %lld and %lld",
                          (long long)params->compress_block_size,
                          (long long)params->compress_stride);
-    for (b = 0; b < params->actual_seq_len_count; b++) {
-        int64_t prev = b ? params->actual_seq_len[b - 1] : 0;
-        total += windows_of(params->actual_seq_len[b] - prev, params->compress_block_size,
-                            params->compress_stride);
-    }
-    *rows = total;
+    *rows = output_rows(params);
     return NSA_SUCCESS;
 }
 
@@ -151,7 +157,8 @@ static nsa_status check_inputs(const nsa_tensor *input, const nsa_tensor *weight
                                  "requires positive lengths", (long long)b);
         }
     }
-    return nsa_compress_output_rows(p, out_rows);
+    *out_rows = output_rows(p); /* check_seq and check_block_params ran above */
+    return NSA_SUCCESS;
 }
 
 /* A task: WINDOWS_PER_TASK windows (fewer at a segment's end) of one segment, one group of
