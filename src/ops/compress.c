@@ -638,7 +638,7 @@ nsa_status nsa_compress(nsa_context *ctx, const nsa_tensor *input, const nsa_ten
                         const nsa_compress_params *params, const nsa_tensor *output)
 {
     nsa_status st;
-    int64_t out_rows, b, N, D;
+    int64_t out_rows = 0, b, N, D;
     size_t ntasks, nworkers, slice, bytes, t = 0;
     void *ws;
     compress_task *tasks;
