@@ -775,7 +775,7 @@ static int compare_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-static int op_error(cli_args *a, nsa_status st)
+int cli_op_error(cli_args *a, nsa_status st)
 {
     const char *msg = nsa_last_error();
     cli_usage_error(a, "%s: %s", nsa_status_string(st), *msg ? msg : "(no message)");
@@ -792,7 +792,7 @@ int cli_run(cli_args *a, nsa_status (*fn)(void *arg), void *arg)
         return rc;
     st = fn(arg);
     if (st != NSA_SUCCESS)
-        return op_error(a, st);
+        return cli_op_error(a, st);
     if (n == 0)
         return 0;
     times = (double *)malloc((size_t)n * sizeof *times);
@@ -804,7 +804,7 @@ int cli_run(cli_args *a, nsa_status (*fn)(void *arg), void *arg)
         times[i] = now_ms() - t0;
         if (st != NSA_SUCCESS) {
             free(times);
-            return op_error(a, st);
+            return cli_op_error(a, st);
         }
     }
     qsort(times, (size_t)n, sizeof *times, compare_double);

@@ -63,6 +63,10 @@ int cli_write_text(cli_args *a, const char *name, const char *text);
 /* Print "nsa-run: <op>: <message>" and return 2 (usage error). */
 int cli_usage_error(cli_args *a, const char *fmt, ...);
 
+/* Print "nsa-run: <op>: <STATUS_NAME>: <message>" for a failed libnsa call (the message made
+ * one line, "(no message)" when empty) and return 3 (operator error). */
+int cli_op_error(cli_args *a, nsa_status st);
+
 /* Run `fn(arg)` once, then --repeat more times with the timing line; on failure print
  * "nsa-run: <op>: <STATUS_NAME>: <message>" and return 3. Before the first run it reports
  * options and inputs nobody asked for (exit 2). `fn` must give the same outputs when rerun. */

@@ -33,7 +33,4 @@ int flex_mods_kv_blocks(cli_args *a, int64_t q_block, int64_t kv_block, int64_t 
 
 void flex_mods_free(flex_mods *m);
 
-/* Print "nsa-run: <op>: <STATUS>: <message>" for a failed libnsa call; returns 3. */
-int flex_mods_op_error(cli_args *a, nsa_status st);
-
 #endif
