@@ -45,7 +45,7 @@ int cmd_flex_attention(cli_args *a)
     c.params.enable_gqa = gqa;
     c.params.scale = (float)scale;
 
-    rc = flex_mods_mask(a, &m, c.q.shape[2], c.k.shape[2]);
+    rc = flex_mods_mask(a, &m);
     if (!rc)
         rc = flex_mods_score(a, &m, c.q.shape[1]);
     if (!rc && m.from_kv_blocks) {

@@ -35,7 +35,6 @@ typedef struct parser {
     cli_args *a;
     flex_mods *m;
     const char *s; /* cursor */
-    int64_t q_len, kv_len;
     int rc; /* exit code once an error was printed */
 } parser;
 
@@ -63,22 +62,24 @@ static nsa_mask_mod *document_mask(parser *p)
         return NULL;
     }
     if (count > 0) {
-        free(p->m->doc_offsets);
-        p->m->doc_offsets = (int64_t *)malloc((size_t)(count + 1) * sizeof(int64_t));
-        if (!p->m->doc_offsets) {
+        /* the mask_mod keeps its own copy of the offsets */
+        int64_t *offsets = (int64_t *)malloc((size_t)(count + 1) * sizeof(int64_t));
+        if (!offsets) {
             p->rc = cli_usage_error(a, "out of memory");
             return NULL;
         }
-        p->m->doc_offsets[0] = 0;
+        offsets[0] = 0;
         for (i = 0; i < count; i++) {
             if (lens[i] < 0) {
                 p->rc = cli_usage_error(a, "--doc-lengths must be >= 0, got %lld",
                                         (long long)lens[i]);
+                free(offsets);
                 return NULL;
             }
-            p->m->doc_offsets[i + 1] = p->m->doc_offsets[i] + lens[i];
+            offsets[i + 1] = offsets[i] + lens[i];
         }
-        st = nsa_mask_mod_document_offsets(p->m->doc_offsets, NULL, count, NULL, &mm);
+        st = nsa_mask_mod_document_offsets(offsets, NULL, count, NULL, &mm);
+        free(offsets);
     } else {
         nsa_tensor ids;
         int present = 0;
@@ -212,15 +213,13 @@ static nsa_mask_mod *parse_expr(parser *p, int top)
     return mm;
 }
 
-int flex_mods_mask(cli_args *a, flex_mods *m, int64_t q_len, int64_t kv_len)
+int flex_mods_mask(cli_args *a, flex_mods *m)
 {
     const char *expr = cli_param(a, "mask");
     parser p;
     p.a = a;
     p.m = m;
     p.s = expr ? expr : "none";
-    p.q_len = q_len;
-    p.kv_len = kv_len;
     p.rc = 0;
     m->mask = parse_expr(&p, 1);
     if (!p.rc) {
@@ -301,6 +300,5 @@ void flex_mods_free(flex_mods *m)
 {
     nsa_mask_mod_free(m->mask);
     nsa_score_mod_free(m->score);
-    free(m->doc_offsets);
     memset(m, 0, sizeof(*m));
 }
