@@ -526,15 +526,6 @@ static int convert_input(cli_args *a, const char *name, const npy_array *arr, ns
     return 0;
 }
 
-int cli_has_input(const cli_args *a, const char *name)
-{
-    int i;
-    for (i = 0; i < a->num_ins; ++i)
-        if (strcmp(a->ins[i].name, name) == 0)
-            return 1;
-    return 0;
-}
-
 int cli_input(cli_args *a, const char *name, nsa_dtype as, int required, nsa_tensor *t,
               int *present)
 {

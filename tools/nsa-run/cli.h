@@ -47,10 +47,6 @@ int cli_flag(cli_args *a, const char *name, int *on);
 int cli_input(cli_args *a, const char *name, nsa_dtype as, int required, nsa_tensor *t,
               int *present);
 
-/* 1 when --in NAME=... was given (does not load it or mark it used), else 0. For inputs
- * with alternatives, e.g. `key` or the list `key.0`, `key.1`, ... */
-int cli_has_input(const cli_args *a, const char *name);
-
 /* Allocate a zeroed contiguous output tensor (owned by the framework). */
 int cli_alloc_output(cli_args *a, nsa_dtype dtype, int32_t ndim, const int64_t *shape,
                      nsa_tensor *t);
