@@ -57,6 +57,9 @@ void bench_set_row(bench_row *r, double measured, const char *unit, double figur
                    int lower_is_better, const char *label_fmt, ...);
 /* Deterministic values in [-0.5, 0.5]. */
 void bench_fill(float *x, size_t n, unsigned seed);
+/* n elements of dt (bench_alloc'ed, free them): bench_fill(seed) converted round to nearest
+ * even. */
+void *bench_values(size_t n, unsigned seed, nsa_dtype dt);
 
 /* The cases (defined in bench_<op>.c, listed in bench_case_list.h). */
 #define BENCH_CASE(name) extern const bench_case name;

@@ -29,18 +29,11 @@ static double time_flex(const bench_env *env, int64_t h, int64_t l, nsa_dtype dt
     const int64_t e = 128, n = h * l * e;
     int64_t shape[4] = {1, h, l, e}, nb, i;
     const size_t es = nsa_dtype_size(dt);
-    float *tmp = bench_alloc(sizeof(float) * (size_t)n);
-    void *q = bench_alloc((size_t)n * es), *k = bench_alloc((size_t)n * es);
-    void *v = bench_alloc((size_t)n * es), *o = bench_alloc((size_t)n * es);
+    void *q = bench_values((size_t)n, 21, dt), *k = bench_values((size_t)n, 22, dt);
+    void *v = bench_values((size_t)n, 23, dt), *o = bench_alloc((size_t)n * es);
     flex_case c;
     nsa_tensor kvn;
     double sec;
-    bench_fill(tmp, (size_t)n, 21);
-    nsa_convert(tmp, NSA_DTYPE_F32, 1, q, dt, 1, n, NSA_ROUND_NEAREST_EVEN);
-    bench_fill(tmp, (size_t)n, 22);
-    nsa_convert(tmp, NSA_DTYPE_F32, 1, k, dt, 1, n, NSA_ROUND_NEAREST_EVEN);
-    bench_fill(tmp, (size_t)n, 23);
-    nsa_convert(tmp, NSA_DTYPE_F32, 1, v, dt, 1, n, NSA_ROUND_NEAREST_EVEN);
     c.q = nsa_tensor_contiguous(q, dt, 4, shape);
     c.k = nsa_tensor_contiguous(k, dt, 4, shape);
     c.v = nsa_tensor_contiguous(v, dt, 4, shape);
@@ -65,7 +58,6 @@ static double time_flex(const bench_env *env, int64_t h, int64_t l, nsa_dtype dt
                                                              (double)e, ratio)
                 : bench_time_op(run_flex, &c, env->ctx);
     nsa_block_mask_free(c.mask);
-    free(tmp);
     free(q);
     free(k);
     free(v);

@@ -10,6 +10,7 @@
 
 typedef struct dense {
     int h, l, d, threads;
+    int qt, kv_chunk; /* query rows per tile ($QT) and the tile's kv_chunk ($KC) */
     const float *q, *k, *v;
     float *o;
     char *scratch;
@@ -19,7 +20,7 @@ typedef struct dense {
 static void worker(void *arg, size_t w)
 {
     const dense *p = (const dense *)arg;
-    const int qt = getenv("QT") ? atoi(getenv("QT")) : NSA_ATTN_Q_TILE, ntiles_per_head = (p->l + qt - 1) / qt;
+    const int qt = p->qt, ntiles_per_head = (p->l + qt - 1) / qt;
     const int ntiles = ntiles_per_head * p->h;
     const void *qrows[512];
     void *orows[512];
@@ -47,7 +48,7 @@ static void worker(void *arg, size_t w)
         tile.kv_dtype = NSA_DTYPE_F32;
         tile.blocks = &blk;
         tile.nblocks = 1;
-        tile.kv_chunk = getenv("KC") ? atoi(getenv("KC")) : 0;
+        tile.kv_chunk = p->kv_chunk;
         tile.o_rows = orows;
         tile.o_col_stride = 1;
         tile.o_dtype = NSA_DTYPE_F32;
@@ -59,6 +60,9 @@ int main(int argc, char **argv)
 {
     int l = argc > 1 ? atoi(argv[1]) : 2048, h = argc > 2 ? atoi(argv[2]) : 8;
     int d = argc > 3 ? atoi(argv[3]) : 128, reps = argc > 4 ? atoi(argv[4]) : 5;
+    /* read once here: getenv in the workers would run inside the timed region */
+    const int qt = getenv("QT") ? atoi(getenv("QT")) : NSA_ATTN_Q_TILE;
+    const int kv_chunk = getenv("KC") ? atoi(getenv("KC")) : 0;
     size_t n = (size_t)h * l * d, i;
     float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4);
     double flops = 4.0 * h * (double)l * l * d, t[32];
@@ -85,6 +89,8 @@ int main(int argc, char **argv)
         p.l = l;
         p.d = d;
         p.threads = threads;
+        p.qt = qt;
+        p.kv_chunk = kv_chunk;
         p.q = q;
         p.k = k;
         p.v = v;

@@ -11,16 +11,6 @@
 #include "bench_cases.h"
 #include "bench_util.h"
 
-static void *bf16_values(size_t n, unsigned seed)
-{
-    float *f = bench_alloc(n * sizeof(float));
-    void *out = bench_alloc(n * 2);
-    bench_fill(f, n, seed);
-    nsa_convert(f, NSA_DTYPE_F32, 1, out, NSA_DTYPE_BF16, 1, (int64_t)n, NSA_ROUND_NEAREST_EVEN);
-    free(f);
-    return out;
-}
-
 typedef struct compress_arg {
     nsa_tensor in, w, out;
     nsa_compress_params p;
@@ -61,9 +51,11 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         a.p.actual_seq_len_count = 1;
         nsa_compress_output_rows(&a.p, &rows_out);
         shape[0] = T, shape[1] = N, shape[2] = D;
-        a.in = nsa_tensor_contiguous(bf16_values((size_t)(T * N * D), 1), NSA_DTYPE_BF16, 3, shape);
+        a.in = nsa_tensor_contiguous(bench_values((size_t)(T * N * D), 1, NSA_DTYPE_BF16),
+                                     NSA_DTYPE_BF16, 3, shape);
         shape[0] = 32;
-        a.w = nsa_tensor_contiguous(bf16_values((size_t)(32 * N), 2), NSA_DTYPE_BF16, 2, shape);
+        a.w = nsa_tensor_contiguous(bench_values((size_t)(32 * N), 2, NSA_DTYPE_BF16),
+                                    NSA_DTYPE_BF16, 2, shape);
         shape[0] = rows_out;
         a.out = nsa_tensor_contiguous(bench_alloc((size_t)(rows_out * N * D) * 2), NSA_DTYPE_BF16,
                                       3, shape);
@@ -100,8 +92,8 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         a.p.actual_cmp_seq_kvlen = kvlen;
         a.p.actual_cmp_seq_kvlen_count = 1;
         shape[0] = T1, shape[1] = N1, shape[2] = D;
-        a.q = nsa_tensor_contiguous(bf16_values((size_t)(T1 * N1 * D), 3), NSA_DTYPE_BF16, 3,
-                                    shape);
+        a.q = nsa_tensor_contiguous(bench_values((size_t)(T1 * N1 * D), 3, NSA_DTYPE_BF16),
+                                    NSA_DTYPE_BF16, 3, shape);
         shape[2] = Dv;
         a.out = nsa_tensor_contiguous(bench_alloc((size_t)(T1 * N1 * Dv) * 2), NSA_DTYPE_BF16, 3,
                                       shape);
@@ -113,9 +105,11 @@ static int run(const bench_env *env, bench_row *rows, int cap)
         shape[1] = 1, shape[2] = 16;
         a.topk = nsa_tensor_contiguous(bench_alloc((size_t)T1 * 16 * 4), NSA_DTYPE_I32, 3, shape);
         shape[0] = S2, shape[2] = D;
-        a.k = nsa_tensor_contiguous(bf16_values((size_t)(S2 * D), 4), NSA_DTYPE_BF16, 3, shape);
+        a.k = nsa_tensor_contiguous(bench_values((size_t)(S2 * D), 4, NSA_DTYPE_BF16),
+                                    NSA_DTYPE_BF16, 3, shape);
         shape[2] = Dv;
-        a.v = nsa_tensor_contiguous(bf16_values((size_t)(S2 * Dv), 5), NSA_DTYPE_BF16, 3, shape);
+        a.v = nsa_tensor_contiguous(bench_values((size_t)(S2 * Dv), 5, NSA_DTYPE_BF16),
+                                    NSA_DTYPE_BF16, 3, shape);
         flops = 2.0 * (double)T1 * (double)N1 * (double)S2 * (double)(D + Dv);
         sec = bench_time_vs_sgemm(env, run_cattn, &a, flops, &ratio);
         gf = flops / sec * 1e-9;

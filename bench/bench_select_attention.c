@@ -30,19 +30,6 @@ static nsa_status run_select(void *arg, nsa_context *ctx)
                                 NULL);
 }
 
-static void *random_values(size_t n, unsigned seed, nsa_dtype dt)
-{
-    float *f = (float *)bench_alloc(n * sizeof(float));
-    void *h;
-    bench_fill(f, n, seed);
-    if (dt == NSA_DTYPE_F32)
-        return f;
-    h = bench_alloc(n * nsa_dtype_size(dt));
-    nsa_convert(f, NSA_DTYPE_F32, 1, h, dt, 1, (int64_t)n, NSA_ROUND_NEAREST_EVEN);
-    free(f);
-    return h;
-}
-
 /* Seconds of one call at T tokens (T1 = T2 = T); NAN on failure. */
 /* Seconds per call at t tokens; with `ratio`, alternating with sgemm passes, *ratio = its
  * GFLOP/s over sgemm's per round. */
@@ -50,9 +37,9 @@ static double time_at(const bench_env *env, int64_t t, nsa_dtype dt, double *rat
 {
     const int64_t qs[3] = {t, SEL_N1, SEL_D}, ks[3] = {t, 1, SEL_D}, vs[3] = {t, 1, SEL_DV};
     const int64_t ts[3] = {t, 1, SEL_BC}, os[3] = {t, SEL_N1, SEL_DV};
-    void *q = random_values((size_t)(t * SEL_N1 * SEL_D), 1, dt);
-    void *k = random_values((size_t)(t * SEL_D), 2, dt);
-    void *v = random_values((size_t)(t * SEL_DV), 3, dt);
+    void *q = bench_values((size_t)(t * SEL_N1 * SEL_D), 1, dt);
+    void *k = bench_values((size_t)(t * SEL_D), 2, dt);
+    void *v = bench_values((size_t)(t * SEL_DV), 3, dt);
     int32_t *topk = (int32_t *)bench_alloc((size_t)(t * SEL_BC) * sizeof(int32_t));
     void *out = bench_alloc((size_t)(t * SEL_N1 * SEL_DV) * nsa_dtype_size(dt));
     uint32_t s = 12345u;
@@ -119,9 +106,9 @@ static double dense_time_at(const bench_env *env, int64_t t)
     const int64_t ks[4] = {1, 1, t, SEL_D}, kst[4] = {0, SEL_D, SEL_D, 1};
     const int64_t vs[4] = {1, 1, t, SEL_DV}, vst[4] = {0, SEL_DV, SEL_DV, 1};
     const int64_t os[4] = {1, SEL_N1, t, SEL_DV}, ost[4] = {0, SEL_DV, SEL_N1 * SEL_DV, 1};
-    void *q = random_values((size_t)(t * SEL_N1 * SEL_D), 1, NSA_DTYPE_BF16);
-    void *k = random_values((size_t)(t * SEL_D), 2, NSA_DTYPE_BF16);
-    void *v = random_values((size_t)(t * SEL_DV), 3, NSA_DTYPE_BF16);
+    void *q = bench_values((size_t)(t * SEL_N1 * SEL_D), 1, NSA_DTYPE_BF16);
+    void *k = bench_values((size_t)(t * SEL_D), 2, NSA_DTYPE_BF16);
+    void *v = bench_values((size_t)(t * SEL_DV), 3, NSA_DTYPE_BF16);
     void *out = bench_alloc((size_t)(t * SEL_N1 * SEL_DV) * 2);
     nsa_mask_mod *causal = NULL;
     dense_bench b;

@@ -43,18 +43,11 @@ static void measure(const bench_env *env, int64_t t, double *sel_us, double *den
     int64_t fk[4] = {1, 1, t, D}, fks[4] = {t * D, D, D, 1};
     int64_t fv[4] = {1, 1, t, DV}, fvs[4] = {t * DV, DV, DV, 1};
     int64_t fo[4] = {1, N1, t, DV}, fos[4] = {t * N1 * DV, DV, N1 * DV, 1};
-    float *tmp = bench_alloc(sizeof(float) * nq);
-    void *q = bench_alloc(nq * 2), *k = bench_alloc(nk * 2), *v = bench_alloc(nv * 2);
-    void *o = bench_alloc(no * 2);
+    void *q = bench_values(nq, 31, NSA_DTYPE_BF16), *k = bench_values(nk, 32, NSA_DTYPE_BF16);
+    void *v = bench_values(nv, 33, NSA_DTYPE_BF16), *o = bench_alloc(no * 2);
     int32_t *idx = bench_alloc(sizeof(int32_t) * (size_t)(t * CNT));
     nsa_mask_mod *mm = NULL;
     scale_case sc;
-    bench_fill(tmp, nq, 31);
-    nsa_convert(tmp, NSA_DTYPE_F32, 1, q, NSA_DTYPE_BF16, 1, (int64_t)nq, NSA_ROUND_NEAREST_EVEN);
-    bench_fill(tmp, nk, 32);
-    nsa_convert(tmp, NSA_DTYPE_F32, 1, k, NSA_DTYPE_BF16, 1, (int64_t)nk, NSA_ROUND_NEAREST_EVEN);
-    bench_fill(tmp, nv, 33);
-    nsa_convert(tmp, NSA_DTYPE_F32, 1, v, NSA_DTYPE_BF16, 1, (int64_t)nv, NSA_ROUND_NEAREST_EVEN);
     for (i = 0; i < t; i++)
         for (c = 0; c < CNT; c++) {
             int64_t b = c == 0 ? 0 : i / BLK - (c - 1);
@@ -89,7 +82,6 @@ static void measure(const bench_env *env, int64_t t, double *sel_us, double *den
     *dense_us = bench_time_op(run_dense, &sc, env->ctx) / (double)t * 1e6;
     nsa_block_mask_free(sc.causal);
     nsa_mask_mod_free(mm);
-    free(tmp);
     free(q);
     free(k);
     free(v);

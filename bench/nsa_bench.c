@@ -122,6 +122,19 @@ void bench_fill(float *x, size_t n, unsigned seed)
     }
 }
 
+void *bench_values(size_t n, unsigned seed, nsa_dtype dt)
+{
+    float *f = (float *)bench_alloc(n * sizeof(float));
+    void *out;
+    bench_fill(f, n, seed);
+    if (dt == NSA_DTYPE_F32)
+        return f;
+    out = bench_alloc(n * nsa_dtype_size(dt));
+    nsa_convert(f, NSA_DTYPE_F32, 1, out, dt, 1, (int64_t)n, NSA_ROUND_NEAREST_EVEN);
+    free(f);
+    return out;
+}
+
 static const bench_case *g_cases[] = {
 #define BENCH_CASE(name) &name,
 #include "bench_case_list.h"

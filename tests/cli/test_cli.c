@@ -331,7 +331,7 @@ static void test_strided_output_and_f16_file(void **state)
     args[2] = xarg;
     args[7] = out;
     snprintf(yarg, sizeof yarg, "y=%s", path_in_tmp("f2.npy"));
-    args[9] = yarg; /* an optional input, found with cli_has_input, written back as stored */
+    args[9] = yarg; /* an optional input (cli_input, not required), written back as stored */
     assert_int_equal(run(args), 0);
     got = (float *)read_output(out, "x.npy", "<f4", "(3, 2)", 24);
     assert_memory_equal(got, expect, sizeof expect);

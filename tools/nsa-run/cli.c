@@ -526,15 +526,6 @@ static int convert_input(cli_args *a, const char *name, const npy_array *arr, ns
     return 0;
 }
 
-int cli_has_input(const cli_args *a, const char *name)
-{
-    int i;
-    for (i = 0; i < a->num_ins; ++i)
-        if (strcmp(a->ins[i].name, name) == 0)
-            return 1;
-    return 0;
-}
-
 int cli_input(cli_args *a, const char *name, nsa_dtype as, int required, nsa_tensor *t,
               int *present)
 {
@@ -775,7 +766,7 @@ static int compare_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-static int op_error(cli_args *a, nsa_status st)
+int cli_op_error(cli_args *a, nsa_status st)
 {
     const char *msg = nsa_last_error();
     cli_usage_error(a, "%s: %s", nsa_status_string(st), *msg ? msg : "(no message)");
@@ -792,7 +783,7 @@ int cli_run(cli_args *a, nsa_status (*fn)(void *arg), void *arg)
         return rc;
     st = fn(arg);
     if (st != NSA_SUCCESS)
-        return op_error(a, st);
+        return cli_op_error(a, st);
     if (n == 0)
         return 0;
     times = (double *)malloc((size_t)n * sizeof *times);
@@ -804,7 +795,7 @@ int cli_run(cli_args *a, nsa_status (*fn)(void *arg), void *arg)
         times[i] = now_ms() - t0;
         if (st != NSA_SUCCESS) {
             free(times);
-            return op_error(a, st);
+            return cli_op_error(a, st);
         }
     }
     qsort(times, (size_t)n, sizeof *times, compare_double);

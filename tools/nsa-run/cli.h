@@ -47,10 +47,6 @@ int cli_flag(cli_args *a, const char *name, int *on);
 int cli_input(cli_args *a, const char *name, nsa_dtype as, int required, nsa_tensor *t,
               int *present);
 
-/* 1 when --in NAME=... was given (does not load it or mark it used), else 0. For inputs
- * with alternatives, e.g. `key` or the list `key.0`, `key.1`, ... */
-int cli_has_input(const cli_args *a, const char *name);
-
 /* Allocate a zeroed contiguous output tensor (owned by the framework). */
 int cli_alloc_output(cli_args *a, nsa_dtype dtype, int32_t ndim, const int64_t *shape,
                      nsa_tensor *t);
@@ -62,6 +58,10 @@ int cli_write_text(cli_args *a, const char *name, const char *text);
 
 /* Print "nsa-run: <op>: <message>" and return 2 (usage error). */
 int cli_usage_error(cli_args *a, const char *fmt, ...);
+
+/* Print "nsa-run: <op>: <STATUS_NAME>: <message>" for a failed libnsa call (the message made
+ * one line, "(no message)" when empty) and return 3 (operator error). */
+int cli_op_error(cli_args *a, nsa_status st);
 
 /* Run `fn(arg)` once, then --repeat more times with the timing line; on failure print
  * "nsa-run: <op>: <STATUS_NAME>: <message>" and return 3. Before the first run it reports

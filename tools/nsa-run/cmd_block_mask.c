@@ -96,7 +96,7 @@ int cmd_block_mask(cli_args *a)
         (rc = cli_param_int64(a, "q-len", &c.L, 1)) != 0 ||
         (rc = cli_param_int64(a, "kv-len", &c.S, 1)) != 0 ||
         (rc = flex_mods_block_size(a, &c.bq, &c.bk)) != 0 ||
-        (rc = flex_mods_mask(a, &m, c.L, c.S)) != 0) {
+        (rc = flex_mods_mask(a, &m)) != 0) {
         flex_mods_free(&m);
         return rc;
     }

@@ -45,7 +45,7 @@ int cmd_flex_attention(cli_args *a)
     c.params.enable_gqa = gqa;
     c.params.scale = (float)scale;
 
-    rc = flex_mods_mask(a, &m, c.q.shape[2], c.k.shape[2]);
+    rc = flex_mods_mask(a, &m);
     if (!rc)
         rc = flex_mods_score(a, &m, c.q.shape[1]);
     if (!rc && m.from_kv_blocks) {
@@ -54,7 +54,7 @@ int cmd_flex_attention(cli_args *a)
         nsa_status st = nsa_block_mask_create(c.ctx, m.mask, 1, 1, c.q.shape[2], c.k.shape[2],
                                               q_block, kv_block, &bm);
         if (st != NSA_SUCCESS)
-            rc = flex_mods_op_error(a, st);
+            rc = cli_op_error(a, st);
     }
     if (!rc) {
         shape[0] = c.q.shape[0];

@@ -31,17 +31,6 @@ static nsa_status run_ifa(void *arg)
                                      &c->out);
 }
 
-/* Optional integer / real parameters keep the op's default when absent. */
-static int opt_int64(cli_args *a, const char *name, int64_t *dst)
-{
-    return cli_param(a, name) ? cli_param_int64(a, name, dst, 1) : 0;
-}
-
-static int opt_double(cli_args *a, const char *name, double *dst)
-{
-    return cli_param(a, name) ? cli_param_double(a, name, dst, 1) : 0;
-}
-
 /* Load an optional input into *t and point *slot at it when present. */
 static int optional_input(cli_args *a, const char *name, nsa_dtype as, nsa_tensor *t,
                           const nsa_tensor **slot)
@@ -89,12 +78,13 @@ int cmd_incre_flash_attention(cli_args *a)
     memset(&c, 0, sizeof c);
     c.ctx = cli_context(a);
     c.prm = nsa_ifa_params_default();
+    /* optional parameters keep the op's default when absent */
     if ((rc = cli_param_int64(a, "num-heads", &c.prm.num_heads, 1)) != 0 ||
-        (rc = opt_int64(a, "num-key-value-heads", &c.prm.num_key_value_heads)) != 0 ||
-        (rc = opt_double(a, "scale-value", &c.prm.scale_value)) != 0 ||
-        (rc = opt_int64(a, "block-size", &c.prm.block_size)) != 0 ||
-        (rc = opt_int64(a, "inner-precise", &c.prm.inner_precise)) != 0 ||
-        (rc = opt_int64(a, "kv-padding-size", &c.prm.kv_padding_size)) != 0)
+        (rc = cli_param_int64(a, "num-key-value-heads", &c.prm.num_key_value_heads, 0)) != 0 ||
+        (rc = cli_param_double(a, "scale-value", &c.prm.scale_value, 0)) != 0 ||
+        (rc = cli_param_int64(a, "block-size", &c.prm.block_size, 0)) != 0 ||
+        (rc = cli_param_int64(a, "inner-precise", &c.prm.inner_precise, 0)) != 0 ||
+        (rc = cli_param_int64(a, "kv-padding-size", &c.prm.kv_padding_size, 0)) != 0)
         return rc;
     c.prm.has_kv_padding_size = cli_param(a, "kv-padding-size") != NULL;
     layout = cli_param(a, "input-layout");

@@ -65,7 +65,7 @@ int cmd_select_attention(cli_args *a)
         (rc = cli_param_int64_list(a, "actual-seq-kvlen", &cum_kv, &nkv, 1)) != 0)
         return rc;
     s.explicit_mode = cli_param(a, "sparse-mode") != NULL;
-    if (s.explicit_mode && (rc = cli_param_int64(a, "sparse-mode", &mode, 1)) != 0)
+    if ((rc = cli_param_int64(a, "sparse-mode", &mode, 0)) != 0)
         return rc;
 
     s.params.scale_value = scale;

@@ -2,18 +2,10 @@
 /* Mask expressions ('or(and(causal,sliding_window:96),prefix_lm:32)') and score_mod names
  * for the flex subcommands. late_start:N and head_batch_scale are not library built-ins:
  * they are user callbacks here, which exercises the callback path. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "flex_mods.h"
-
-/* Print an operator error in nsa-run's format and return exit code 3. */
-int flex_mods_op_error(cli_args *a, nsa_status st)
-{
-    fprintf(stderr, "nsa-run: %s: %s: %s\n", cli_op(a), nsa_status_string(st), nsa_last_error());
-    return 3;
-}
 
 /* late_start:N: q >= N and k <= q (rows before N see nothing). */
 static void late_start_mask(void *user, int64_t b, int64_t h, int64_t q, int64_t kv0, int32_t n,
@@ -43,7 +35,6 @@ typedef struct parser {
     cli_args *a;
     flex_mods *m;
     const char *s; /* cursor */
-    int64_t q_len, kv_len;
     int rc; /* exit code once an error was printed */
 } parser;
 
@@ -71,22 +62,24 @@ static nsa_mask_mod *document_mask(parser *p)
         return NULL;
     }
     if (count > 0) {
-        free(p->m->doc_offsets);
-        p->m->doc_offsets = (int64_t *)malloc((size_t)(count + 1) * sizeof(int64_t));
-        if (!p->m->doc_offsets) {
+        /* the mask_mod keeps its own copy of the offsets */
+        int64_t *offsets = (int64_t *)malloc((size_t)(count + 1) * sizeof(int64_t));
+        if (!offsets) {
             p->rc = cli_usage_error(a, "out of memory");
             return NULL;
         }
-        p->m->doc_offsets[0] = 0;
+        offsets[0] = 0;
         for (i = 0; i < count; i++) {
             if (lens[i] < 0) {
                 p->rc = cli_usage_error(a, "--doc-lengths must be >= 0, got %lld",
                                         (long long)lens[i]);
+                free(offsets);
                 return NULL;
             }
-            p->m->doc_offsets[i + 1] = p->m->doc_offsets[i] + lens[i];
+            offsets[i + 1] = offsets[i] + lens[i];
         }
-        st = nsa_mask_mod_document_offsets(p->m->doc_offsets, NULL, count, NULL, &mm);
+        st = nsa_mask_mod_document_offsets(offsets, NULL, count, NULL, &mm);
+        free(offsets);
     } else {
         nsa_tensor ids;
         int present = 0;
@@ -97,7 +90,7 @@ static nsa_mask_mod *document_mask(parser *p)
         st = nsa_mask_mod_document(&ids, NULL, &mm);
     }
     if (st != NSA_SUCCESS)
-        p->rc = flex_mods_op_error(a, st);
+        p->rc = cli_op_error(a, st);
     return mm;
 }
 
@@ -144,7 +137,7 @@ static nsa_mask_mod *parse_combinator(parser *p, const char *name)
             st = nsa_mask_mod_or((const nsa_mask_mod *const *)args, n, &mm);
         }
         if (st != NSA_SUCCESS)
-            p->rc = flex_mods_op_error(p->a, st);
+            p->rc = cli_op_error(p->a, st);
     }
     for (i = 0; i < n; i++)
         nsa_mask_mod_free(args[i]);
@@ -216,19 +209,17 @@ static nsa_mask_mod *parse_expr(parser *p, int top)
         return NULL;
     }
     if (st != NSA_SUCCESS)
-        p->rc = flex_mods_op_error(p->a, st);
+        p->rc = cli_op_error(p->a, st);
     return mm;
 }
 
-int flex_mods_mask(cli_args *a, flex_mods *m, int64_t q_len, int64_t kv_len)
+int flex_mods_mask(cli_args *a, flex_mods *m)
 {
     const char *expr = cli_param(a, "mask");
     parser p;
     p.a = a;
     p.m = m;
     p.s = expr ? expr : "none";
-    p.q_len = q_len;
-    p.kv_len = kv_len;
     p.rc = 0;
     m->mask = parse_expr(&p, 1);
     if (!p.rc) {
@@ -268,7 +259,7 @@ int flex_mods_score(cli_args *a, flex_mods *m, int64_t heads)
                                   "head_batch_scale, got '%s'",
                                name);
     }
-    return st == NSA_SUCCESS ? 0 : flex_mods_op_error(a, st);
+    return st == NSA_SUCCESS ? 0 : cli_op_error(a, st);
 }
 
 int flex_mods_block_size(cli_args *a, int64_t *q_block, int64_t *kv_block)
@@ -302,13 +293,12 @@ int flex_mods_kv_blocks(cli_args *a, int64_t q_block, int64_t kv_block, int64_t 
     st = nsa_block_mask_from_kv_blocks(cli_context(a), &num, &idx, p3 ? &fnum : NULL,
                                        p4 ? &fidx : NULL, NULL, q_block, kv_block, q_len, kv_len,
                                        out);
-    return st == NSA_SUCCESS ? 0 : flex_mods_op_error(a, st);
+    return st == NSA_SUCCESS ? 0 : cli_op_error(a, st);
 }
 
 void flex_mods_free(flex_mods *m)
 {
     nsa_mask_mod_free(m->mask);
     nsa_score_mod_free(m->score);
-    free(m->doc_offsets);
     memset(m, 0, sizeof(*m));
 }

@@ -14,12 +14,11 @@ typedef struct flex_mods {
     nsa_score_mod *score;    /* NULL = none */
     int64_t late_start[16];  /* parameters of late_start:N callbacks (stable addresses) */
     int num_late;
-    int64_t *doc_offsets;    /* from --doc-lengths */
 } flex_mods;
 
-/* Parse --mask (default "none"), --doc-lengths and the doc_ids input for a query / key
- * length. Returns 0 or the exit code after printing the error. */
-int flex_mods_mask(cli_args *a, flex_mods *m, int64_t q_len, int64_t kv_len);
+/* Parse --mask (default "none"), --doc-lengths and the doc_ids input. Returns 0 or the exit
+ * code after printing the error. */
+int flex_mods_mask(cli_args *a, flex_mods *m);
 
 /* Parse --score-mod (default "none") with the alibi_slopes / bias_table inputs. */
 int flex_mods_score(cli_args *a, flex_mods *m, int64_t heads);
@@ -32,8 +31,5 @@ int flex_mods_kv_blocks(cli_args *a, int64_t q_block, int64_t kv_block, int64_t 
                         int64_t kv_len, nsa_block_mask **out);
 
 void flex_mods_free(flex_mods *m);
-
-/* Print "nsa-run: <op>: <STATUS>: <message>" for a failed libnsa call; returns 3. */
-int flex_mods_op_error(cli_args *a, nsa_status st);
 
 #endif

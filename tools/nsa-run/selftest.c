@@ -70,7 +70,7 @@ int cmd_selftest(cli_args *a)
     if ((rc = cli_input(a, "x", as, 1, &job.in, NULL)) ||
         (rc = cli_alloc_output(a, job.in.dtype, job.in.ndim, job.in.shape, &job.out)))
         return rc;
-    if (cli_has_input(a, "y") && (rc = cli_input(a, "y", CLI_AS_STORED, 1, &job.y, NULL)))
+    if ((rc = cli_input(a, "y", CLI_AS_STORED, 0, &job.y, NULL)))
         return rc;
     job.bytes = (size_t)nsa_tensor_numel(&job.in) * nsa_dtype_size(job.in.dtype);
     printf("number=%.17g count=%lld flag=%d list=", number, (long long)count, flag);
