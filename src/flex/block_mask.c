@@ -225,12 +225,6 @@ static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_c
     return NSA_SUCCESS;
 }
 
-/* ceil(a / b) for a >= 0, b >= 1; a + b - 1 could overflow for lengths near INT64_MAX */
-static int64_t cdiv(int64_t a, int64_t b)
-{
-    return a / b + (a % b != 0);
-}
-
 static nsa_status check_block_sizes(int64_t q_block, int64_t kv_block)
 {
     if (q_block < 1 || kv_block < 1 || q_block > INT32_MAX || kv_block > INT32_MAX)
@@ -289,8 +283,8 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
     in.kv_len = kv_len;
     in.q_block = q_block;
     in.kv_block = kv_block;
-    in.num_q_blocks = cdiv(q_len, q_block);
-    in.num_kv_blocks = cdiv(kv_len, kv_block);
+    in.num_q_blocks = nsa_cdiv(q_len, q_block);
+    in.num_kv_blocks = nsa_cdiv(kv_len, kv_block);
     in.numel = batch * heads * q_len * kv_len;
     in.has_full = 1;
     if (in.num_q_blocks > INT32_MAX || in.num_kv_blocks > INT32_MAX)
@@ -420,12 +414,12 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "kv_indices has too many blocks");
     in.q_len = q_len == 0 ? in.num_q_blocks * q_block : q_len;
     in.kv_len = kv_len == 0 ? in.num_kv_blocks * kv_block : kv_len;
-    if (in.q_len < 0 || cdiv(in.q_len, q_block) != in.num_q_blocks)
+    if (in.q_len < 0 || nsa_cdiv(in.q_len, q_block) != in.num_q_blocks)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "q_len must satisfy ceil(q_len / q_block) == kv_indices.shape[2] (%lld), "
                          "got q_len %lld with q_block %lld",
                          (long long)in.num_q_blocks, (long long)q_len, (long long)q_block);
-    if (in.kv_len < 0 || cdiv(in.kv_len, kv_block) != in.num_kv_blocks)
+    if (in.kv_len < 0 || nsa_cdiv(in.kv_len, kv_block) != in.num_kv_blocks)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "kv_len must satisfy ceil(kv_len / kv_block) == kv_indices.shape[3] "
                          "(%lld), got kv_len %lld with kv_block %lld",
@@ -656,8 +650,8 @@ nsa_status nsa_block_mask_to_string(const nsa_block_mask *bm, int64_t max_rows, 
     nq = in->num_q_blocks;
     nk = in->num_kv_blocks;
     /* row_step = max(1, ceil(nq / max_rows)); Python's floor division makes negative grids 1 */
-    rs = max_rows < 0 ? 1 : cdiv(nq, max_rows);
-    cs = max_cols < 0 ? 1 : cdiv(nk, max_cols);
+    rs = max_rows < 0 ? 1 : nsa_cdiv(nq, max_rows);
+    cs = max_cols < 0 ? 1 : nsa_cdiv(nk, max_cols);
     rs = rs < 1 ? 1 : rs;
     cs = cs < 1 ? 1 : cs;
     t.buf = buf;

@@ -48,12 +48,6 @@ typedef struct flex_plan {
     char *scratch;
 } flex_plan;
 
-/* ceil(a / b) for a >= 0, b >= 1; a + b - 1 could overflow for lengths near INT64_MAX */
-static int64_t cdiv(int64_t a, int64_t b)
-{
-    return a / b + (a % b != 0);
-}
-
 static nsa_status check_same_dtype(const nsa_tensor *t, const char *name, nsa_dtype dt)
 {
     if (t->dtype != dt)
@@ -168,11 +162,11 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
         p->nq = p->bm.info.num_q_blocks;
         p->refine = nsa_mask_mod_is_analytic(p->bm.mask_mod);
         /* partial blocks may be split into kernel chunks: at most nKV + ceil(S / chunk) */
-        p->max_blocks = 2 * p->bm.info.num_kv_blocks + cdiv(p->S, FLEX_KV_CHUNK);
+        p->max_blocks = 2 * p->bm.info.num_kv_blocks + nsa_cdiv(p->S, FLEX_KV_CHUNK);
     } else {
         p->q_block = FLEX_Q_TILE;
-        p->nq = cdiv(p->L, FLEX_Q_TILE);
-        p->max_blocks = cdiv(p->S, DENSE_KV_BLOCK);
+        p->nq = nsa_cdiv(p->L, FLEX_Q_TILE);
+        p->max_blocks = nsa_cdiv(p->S, DENSE_KV_BLOCK);
     }
     if (score_mod && (st = nsa_score_mod_check(score_mod, p->Hq, p->L, p->S)) != NSA_SUCCESS)
         return st;
@@ -185,7 +179,7 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     p->score_mod = score_mod;
     {
         const int64_t rows = p->q_block < p->L ? p->q_block : p->L;
-        p->nsub = rows > 0 ? cdiv(rows, FLEX_Q_TILE) : 0;
+        p->nsub = rows > 0 ? nsa_cdiv(rows, FLEX_Q_TILE) : 0;
     }
     p->items = p->B * p->Hq * p->nq * p->nsub;
     nthreads = nsa_context_num_threads(nsa_context_resolve(ctx));
@@ -262,7 +256,7 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
     const int64_t kb_batch = p->Bk == 1 ? 0 : b, hk = h / (p->Hq / p->Hkv);
     int32_t n = 0, pass, i;
     if (!p->has_mask) {
-        for (i = 0; i < (int32_t)cdiv(p->S, DENSE_KV_BLOCK); i++) {
+        for (i = 0; i < (int32_t)nsa_cdiv(p->S, DENSE_KV_BLOCK); i++) {
             const int64_t start = (int64_t)i * DENSE_KV_BLOCK;
             set_block(p, kb_batch, hk, start, p->S - start < DENSE_KV_BLOCK ? p->S - start
                                                                             : DENSE_KV_BLOCK,
