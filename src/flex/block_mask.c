@@ -298,8 +298,7 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
 /* Element (i0, i1, i2[, i3]) of an int32 / int64 tensor. */
 static int64_t int_at(const nsa_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3)
 {
-    const void *p = nsa_tensor_at(t, nsa_tensor_offset(t, i0, i1, i2, i3));
-    return t->dtype == NSA_DTYPE_I32 ? (int64_t) * (const int32_t *)p : *(const int64_t *)p;
+    return nsa_flex_int_at(t, nsa_tensor_offset(t, i0, i1, i2, i3));
 }
 
 /* Copy one (num, indices) pair into the mask, marking its blocks in cls with `mark`. */

@@ -166,8 +166,7 @@ static nsa_status load_ids(const nsa_tensor *t, const char *name, int64_t **ids,
     if (!*ids)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory copying %s", name);
     for (i = 0; i < *len; i++) {
-        const void *p = nsa_tensor_at(t, i * t->stride[0]);
-        (*ids)[i] = t->dtype == NSA_DTYPE_I32 ? (int64_t) * (const int32_t *)p : *(const int64_t *)p;
+        (*ids)[i] = nsa_flex_int_at(t, i * t->stride[0]);
         if (i > 0 && (*ids)[i] < (*ids)[i - 1])
             *sorted = 0;
     }
