@@ -131,39 +131,31 @@ static void ordered_pair(const uint8_t *cls, int64_t n, int32_t *part_idx, int32
     *full_num = (int32_t)nf;
 }
 
-typedef struct build_job {
-    nsa_block_mask *bm;
-    int kv_side_from_cls; /* 0: the kv arrays were given (from_kv_blocks) */
-} build_job;
-
-/* kv side, row i = (bh, qb): classify (create) and/or order. */
+/* kv side, row i = (bh, qb), when the class map is built from mask_mod (create): classify,
+ * then order. */
 static void build_kv_row(void *arg, size_t i)
 {
-    const build_job *job = (const build_job *)arg;
-    nsa_block_mask *bm = job->bm;
+    nsa_block_mask *bm = (nsa_block_mask *)arg;
     const nsa_block_mask_info *in = &bm->info;
     const int64_t nk = in->num_kv_blocks;
     uint8_t *cls = bm->cls + i * (size_t)nk;
-    if (job->kv_side_from_cls) {
-        const int64_t bh = (int64_t)i / in->num_q_blocks, qb = (int64_t)i % in->num_q_blocks;
-        const int64_t b = bh / in->heads, h = bh % in->heads;
-        const int64_t q0 = qb * in->q_block;
-        const int64_t q1 = (q0 + in->q_block < in->q_len ? q0 + in->q_block : in->q_len) - 1;
-        nsa_mask_mod_classify_row(bm->mask_mod, b, h, q0, q1, in->kv_block, in->kv_len, nk,
-                                  cls);
-        /* PyTorch pads with False: a ragged block is never full */
-        if (q1 - q0 + 1 != in->q_block) {
-            int64_t kb;
-            for (kb = 0; kb < nk; kb++)
-                cls[kb] = cls[kb] == NSA_BLK_FULL ? NSA_BLK_PARTIAL : cls[kb];
-        } else if (nk * in->kv_block != in->kv_len && cls[nk - 1] == NSA_BLK_FULL) {
-            cls[nk - 1] = NSA_BLK_PARTIAL;
-        }
-        ordered_pair(cls, nk, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk,
-                     &bm->arr[NSA_BM_KV_NUM_BLOCKS][i],
-                     bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk,
-                     &bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i]);
+    const int64_t bh = (int64_t)i / in->num_q_blocks, qb = (int64_t)i % in->num_q_blocks;
+    const int64_t b = bh / in->heads, h = bh % in->heads;
+    const int64_t q0 = qb * in->q_block;
+    const int64_t q1 = (q0 + in->q_block < in->q_len ? q0 + in->q_block : in->q_len) - 1;
+    nsa_mask_mod_classify_row(bm->mask_mod, b, h, q0, q1, in->kv_block, in->kv_len, nk, cls);
+    /* PyTorch pads with False: a ragged block is never full */
+    if (q1 - q0 + 1 != in->q_block) {
+        int64_t kb;
+        for (kb = 0; kb < nk; kb++)
+            cls[kb] = cls[kb] == NSA_BLK_FULL ? NSA_BLK_PARTIAL : cls[kb];
+    } else if (nk * in->kv_block != in->kv_len && cls[nk - 1] == NSA_BLK_FULL) {
+        cls[nk - 1] = NSA_BLK_PARTIAL;
     }
+    ordered_pair(cls, nk, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk,
+                 &bm->arr[NSA_BM_KV_NUM_BLOCKS][i],
+                 bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk,
+                 &bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i]);
 }
 
 /* Columns of the class map handled per q-side task: they are transposed as one tile so
@@ -206,13 +198,11 @@ static void build_q_tile(void *arg, size_t i)
 
 static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls)
 {
-    build_job job;
     q_side_job qj;
     const size_t bh = (size_t)bm->info.batch * (size_t)bm->info.heads;
-    job.bm = bm;
-    job.kv_side_from_cls = kv_side_from_cls;
+    /* 0: the kv arrays were given (from_kv_blocks) */
     if (kv_side_from_cls)
-        nsa_parallel_for(ctx, build_kv_row, &job, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
+        nsa_parallel_for(ctx, build_kv_row, bm, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
     qj.bm = bm;
     qj.tiles_per_bh = ((size_t)bm->info.num_kv_blocks + COL_TILE - 1) / COL_TILE;
     /* one transposed tile per task: the map's size rounded up to whole tiles */
