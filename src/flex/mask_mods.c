@@ -260,7 +260,7 @@ nsa_status nsa_mask_mod_document_offsets(const int64_t *q_offsets, const int64_t
 static nsa_status combine(mm_kind kind, const nsa_mask_mod *const *mods, int32_t count,
                           nsa_mask_mod **out)
 {
-    nsa_mask_mod *m;
+    nsa_mask_mod tmp, *m;
     int32_t i;
     if (!out)
         return nsa_error(NSA_ERR_NULL_POINTER, "out must not be NULL");
@@ -273,24 +273,15 @@ static nsa_status combine(mm_kind kind, const nsa_mask_mod *const *mods, int32_t
     for (i = 0; i < count; i++)
         if (!mods[i])
             return nsa_error(NSA_ERR_NULL_POINTER, "mods[%d] must not be NULL", (int)i);
-    m = mm_new(kind);
+    /* a combinator is its kind and its children; cloning one made on the stack deep-copies
+     * mods (the cast drops const only for the struct field: clone reads the children) */
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.kind = kind;
+    tmp.child = (nsa_mask_mod **)mods;
+    tmp.nchild = count;
+    m = nsa_mask_mod_clone(&tmp);
     if (!m)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
-    if (count > 0) {
-        m->child = (nsa_mask_mod **)nsa_heap_calloc((size_t)count, sizeof(nsa_mask_mod *));
-        if (!m->child) {
-            nsa_heap_free(m);
-            return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
-        }
-    }
-    for (i = 0; i < count; i++) {
-        m->child[i] = nsa_mask_mod_clone(mods[i]);
-        m->nchild = i + 1;
-        if (!m->child[i]) {
-            nsa_mask_mod_free(m);
-            return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
-        }
-    }
     *out = m;
     return NSA_SUCCESS;
 }
