@@ -63,7 +63,6 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
 {
     nsa_flex_params prm = params ? *params : nsa_flex_params_default();
     nsa_status st;
-    int64_t nthreads;
     memset(p, 0, sizeof(*p));
     if ((st = nsa_check_tensor(q, "q", 4, NSA_DT_FLOAT)) != NSA_SUCCESS ||
         (st = nsa_check_tensor(k, "k", 4, NSA_DT_FLOAT)) != NSA_SUCCESS ||
@@ -182,8 +181,11 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
         p->nsub = rows > 0 ? nsa_cdiv(rows, FLEX_Q_TILE) : 0;
     }
     p->items = p->B * p->Hq * p->nq * p->nsub;
-    nthreads = nsa_context_num_threads(nsa_context_resolve(ctx));
-    p->tasks = p->items < nthreads ? p->items : nthreads;
+    {
+        /* asked even for no items: the context is resolved here whatever the shapes */
+        const int64_t workers = (int64_t)nsa_worker_count(nsa_context_resolve(ctx), p->items);
+        p->tasks = p->items ? workers : 0;
+    }
     p->task_bytes = nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK) +
                     nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                 sizeof(nsa_kv_block)) +
