@@ -217,18 +217,16 @@ static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start
 {
     hook_state *hs = (hook_state *)tile->user;
     const nsa_block_mask_view *bm = &hs->p->bm;
-    int32_t r, j0, j;
+    int32_t r, j;
     (void)block;
+    /* the kernel calls hooks per chunk, n <= tile->kv_chunk == FLEX_KV_CHUNK: keep holds a row */
     for (r = 0; r < tile->m; r++) {
         float *row = s + (int64_t)r * lds;
-        for (j0 = 0; j0 < n; j0 += FLEX_KV_CHUNK) {
-            const int32_t len = n - j0 < FLEX_KV_CHUNK ? n - j0 : FLEX_KV_CHUNK;
-            nsa_mask_mod_row(bm->mask_mod, hs->b + bm->b_offset, hs->h + bm->h_offset,
-                             tile->q_start + r, kv_start + j0, len, hs->keep);
-            for (j = 0; j < len; j++)
-                if (!hs->keep[j])
-                    row[j0 + j] = -INFINITY;
-        }
+        nsa_mask_mod_row(bm->mask_mod, hs->b + bm->b_offset, hs->h + bm->h_offset,
+                         tile->q_start + r, kv_start, n, hs->keep);
+        for (j = 0; j < n; j++)
+            if (!hs->keep[j])
+                row[j] = -INFINITY;
     }
 }
 
