@@ -68,6 +68,12 @@ static inline size_t nsa_align64(size_t x)
     return (x + 63u) & ~(size_t)63u;
 }
 
+/* ceil(a / b) for a >= 0, b >= 1; unlike (a + b - 1) / b it cannot overflow near INT64_MAX. */
+static inline int64_t nsa_cdiv(int64_t a, int64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
 /* Overflow-checked size arithmetic: return 0 on overflow, else store the result. */
 static inline int nsa_mul_size(size_t a, size_t b, size_t *out)
 {

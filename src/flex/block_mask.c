@@ -131,39 +131,31 @@ static void ordered_pair(const uint8_t *cls, int64_t n, int32_t *part_idx, int32
     *full_num = (int32_t)nf;
 }
 
-typedef struct build_job {
-    nsa_block_mask *bm;
-    int kv_side_from_cls; /* 0: the kv arrays were given (from_kv_blocks) */
-} build_job;
-
-/* kv side, row i = (bh, qb): classify (create) and/or order. */
+/* kv side, row i = (bh, qb), when the class map is built from mask_mod (create): classify,
+ * then order. */
 static void build_kv_row(void *arg, size_t i)
 {
-    const build_job *job = (const build_job *)arg;
-    nsa_block_mask *bm = job->bm;
+    nsa_block_mask *bm = (nsa_block_mask *)arg;
     const nsa_block_mask_info *in = &bm->info;
     const int64_t nk = in->num_kv_blocks;
     uint8_t *cls = bm->cls + i * (size_t)nk;
-    if (job->kv_side_from_cls) {
-        const int64_t bh = (int64_t)i / in->num_q_blocks, qb = (int64_t)i % in->num_q_blocks;
-        const int64_t b = bh / in->heads, h = bh % in->heads;
-        const int64_t q0 = qb * in->q_block;
-        const int64_t q1 = (q0 + in->q_block < in->q_len ? q0 + in->q_block : in->q_len) - 1;
-        nsa_mask_mod_classify_row(bm->mask_mod, b, h, q0, q1, in->kv_block, in->kv_len, nk,
-                                  cls);
-        /* PyTorch pads with False: a ragged block is never full */
-        if (q1 - q0 + 1 != in->q_block) {
-            int64_t kb;
-            for (kb = 0; kb < nk; kb++)
-                cls[kb] = cls[kb] == NSA_BLK_FULL ? NSA_BLK_PARTIAL : cls[kb];
-        } else if (nk * in->kv_block != in->kv_len && cls[nk - 1] == NSA_BLK_FULL) {
-            cls[nk - 1] = NSA_BLK_PARTIAL;
-        }
-        ordered_pair(cls, nk, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk,
-                     &bm->arr[NSA_BM_KV_NUM_BLOCKS][i],
-                     bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk,
-                     &bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i]);
+    const int64_t bh = (int64_t)i / in->num_q_blocks, qb = (int64_t)i % in->num_q_blocks;
+    const int64_t b = bh / in->heads, h = bh % in->heads;
+    const int64_t q0 = qb * in->q_block;
+    const int64_t q1 = (q0 + in->q_block < in->q_len ? q0 + in->q_block : in->q_len) - 1;
+    nsa_mask_mod_classify_row(bm->mask_mod, b, h, q0, q1, in->kv_block, in->kv_len, nk, cls);
+    /* PyTorch pads with False: a ragged block is never full */
+    if (q1 - q0 + 1 != in->q_block) {
+        int64_t kb;
+        for (kb = 0; kb < nk; kb++)
+            cls[kb] = cls[kb] == NSA_BLK_FULL ? NSA_BLK_PARTIAL : cls[kb];
+    } else if (nk * in->kv_block != in->kv_len && cls[nk - 1] == NSA_BLK_FULL) {
+        cls[nk - 1] = NSA_BLK_PARTIAL;
     }
+    ordered_pair(cls, nk, bm->arr[NSA_BM_KV_INDICES] + i * (size_t)nk,
+                 &bm->arr[NSA_BM_KV_NUM_BLOCKS][i],
+                 bm->arr[NSA_BM_FULL_KV_INDICES] + i * (size_t)nk,
+                 &bm->arr[NSA_BM_FULL_KV_NUM_BLOCKS][i]);
 }
 
 /* Columns of the class map handled per q-side task: they are transposed as one tile so
@@ -206,13 +198,11 @@ static void build_q_tile(void *arg, size_t i)
 
 static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_cls)
 {
-    build_job job;
     q_side_job qj;
     const size_t bh = (size_t)bm->info.batch * (size_t)bm->info.heads;
-    job.bm = bm;
-    job.kv_side_from_cls = kv_side_from_cls;
+    /* 0: the kv arrays were given (from_kv_blocks) */
     if (kv_side_from_cls)
-        nsa_parallel_for(ctx, build_kv_row, &job, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
+        nsa_parallel_for(ctx, build_kv_row, bm, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
     qj.bm = bm;
     qj.tiles_per_bh = ((size_t)bm->info.num_kv_blocks + COL_TILE - 1) / COL_TILE;
     /* one transposed tile per task: the map's size rounded up to whole tiles */
@@ -223,12 +213,6 @@ static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_c
     nsa_parallel_for(ctx, build_q_tile, &qj, bh * qj.tiles_per_bh);
     nsa_heap_free(qj.tmp);
     return NSA_SUCCESS;
-}
-
-/* ceil(a / b) for a >= 0, b >= 1; a + b - 1 could overflow for lengths near INT64_MAX */
-static int64_t cdiv(int64_t a, int64_t b)
-{
-    return a / b + (a % b != 0);
 }
 
 static nsa_status check_block_sizes(int64_t q_block, int64_t kv_block)
@@ -289,8 +273,8 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
     in.kv_len = kv_len;
     in.q_block = q_block;
     in.kv_block = kv_block;
-    in.num_q_blocks = cdiv(q_len, q_block);
-    in.num_kv_blocks = cdiv(kv_len, kv_block);
+    in.num_q_blocks = nsa_cdiv(q_len, q_block);
+    in.num_kv_blocks = nsa_cdiv(kv_len, kv_block);
     in.numel = batch * heads * q_len * kv_len;
     in.has_full = 1;
     if (in.num_q_blocks > INT32_MAX || in.num_kv_blocks > INT32_MAX)
@@ -304,8 +288,7 @@ nsa_status nsa_block_mask_create(nsa_context *ctx, const nsa_mask_mod *mask_mod,
 /* Element (i0, i1, i2[, i3]) of an int32 / int64 tensor. */
 static int64_t int_at(const nsa_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3)
 {
-    const void *p = nsa_tensor_at(t, nsa_tensor_offset(t, i0, i1, i2, i3));
-    return t->dtype == NSA_DTYPE_I32 ? (int64_t) * (const int32_t *)p : *(const int64_t *)p;
+    return nsa_flex_int_at(t, nsa_tensor_offset(t, i0, i1, i2, i3));
 }
 
 /* Copy one (num, indices) pair into the mask, marking its blocks in cls with `mark`. */
@@ -420,12 +403,12 @@ nsa_status nsa_block_mask_from_kv_blocks(nsa_context *ctx, const nsa_tensor *kv_
         return nsa_error(NSA_ERR_INVALID_ARGUMENT, "kv_indices has too many blocks");
     in.q_len = q_len == 0 ? in.num_q_blocks * q_block : q_len;
     in.kv_len = kv_len == 0 ? in.num_kv_blocks * kv_block : kv_len;
-    if (in.q_len < 0 || cdiv(in.q_len, q_block) != in.num_q_blocks)
+    if (in.q_len < 0 || nsa_cdiv(in.q_len, q_block) != in.num_q_blocks)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "q_len must satisfy ceil(q_len / q_block) == kv_indices.shape[2] (%lld), "
                          "got q_len %lld with q_block %lld",
                          (long long)in.num_q_blocks, (long long)q_len, (long long)q_block);
-    if (in.kv_len < 0 || cdiv(in.kv_len, kv_block) != in.num_kv_blocks)
+    if (in.kv_len < 0 || nsa_cdiv(in.kv_len, kv_block) != in.num_kv_blocks)
         return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                          "kv_len must satisfy ceil(kv_len / kv_block) == kv_indices.shape[3] "
                          "(%lld), got kv_len %lld with kv_block %lld",
@@ -656,8 +639,8 @@ nsa_status nsa_block_mask_to_string(const nsa_block_mask *bm, int64_t max_rows, 
     nq = in->num_q_blocks;
     nk = in->num_kv_blocks;
     /* row_step = max(1, ceil(nq / max_rows)); Python's floor division makes negative grids 1 */
-    rs = max_rows < 0 ? 1 : cdiv(nq, max_rows);
-    cs = max_cols < 0 ? 1 : cdiv(nk, max_cols);
+    rs = max_rows < 0 ? 1 : nsa_cdiv(nq, max_rows);
+    cs = max_cols < 0 ? 1 : nsa_cdiv(nk, max_cols);
     rs = rs < 1 ? 1 : rs;
     cs = cs < 1 ? 1 : cs;
     t.buf = buf;

@@ -7,6 +7,14 @@
 
 #include "core/internal.h"
 #include "nsa/nsa_flex.h"
+#include "tensor/tensor.h"
+
+/* Element offset `off` of an int32 or int64 tensor, widened to int64. */
+static inline int64_t nsa_flex_int_at(const nsa_tensor *t, int64_t off)
+{
+    const void *p = nsa_tensor_at(t, off);
+    return t->dtype == NSA_DTYPE_I32 ? (int64_t) * (const int32_t *)p : *(const int64_t *)p;
+}
 
 /* Block classes (also the values of the dense class map a block mask is built from). */
 #define NSA_BLK_EMPTY 0

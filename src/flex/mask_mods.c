@@ -166,8 +166,7 @@ static nsa_status load_ids(const nsa_tensor *t, const char *name, int64_t **ids,
     if (!*ids)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory copying %s", name);
     for (i = 0; i < *len; i++) {
-        const void *p = nsa_tensor_at(t, i * t->stride[0]);
-        (*ids)[i] = t->dtype == NSA_DTYPE_I32 ? (int64_t) * (const int32_t *)p : *(const int64_t *)p;
+        (*ids)[i] = nsa_flex_int_at(t, i * t->stride[0]);
         if (i > 0 && (*ids)[i] < (*ids)[i - 1])
             *sorted = 0;
     }
@@ -261,7 +260,7 @@ nsa_status nsa_mask_mod_document_offsets(const int64_t *q_offsets, const int64_t
 static nsa_status combine(mm_kind kind, const nsa_mask_mod *const *mods, int32_t count,
                           nsa_mask_mod **out)
 {
-    nsa_mask_mod *m;
+    nsa_mask_mod tmp, *m;
     int32_t i;
     if (!out)
         return nsa_error(NSA_ERR_NULL_POINTER, "out must not be NULL");
@@ -274,24 +273,15 @@ static nsa_status combine(mm_kind kind, const nsa_mask_mod *const *mods, int32_t
     for (i = 0; i < count; i++)
         if (!mods[i])
             return nsa_error(NSA_ERR_NULL_POINTER, "mods[%d] must not be NULL", (int)i);
-    m = mm_new(kind);
+    /* a combinator is its kind and its children; cloning one made on the stack deep-copies
+     * mods (the cast drops const only for the struct field: clone reads the children) */
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.kind = kind;
+    tmp.child = (nsa_mask_mod **)mods;
+    tmp.nchild = count;
+    m = nsa_mask_mod_clone(&tmp);
     if (!m)
         return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
-    if (count > 0) {
-        m->child = (nsa_mask_mod **)nsa_heap_calloc((size_t)count, sizeof(nsa_mask_mod *));
-        if (!m->child) {
-            nsa_heap_free(m);
-            return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
-        }
-    }
-    for (i = 0; i < count; i++) {
-        m->child[i] = nsa_mask_mod_clone(mods[i]);
-        m->nchild = i + 1;
-        if (!m->child[i]) {
-            nsa_mask_mod_free(m);
-            return nsa_error(NSA_ERR_OUT_OF_MEMORY, "out of memory allocating a mask_mod");
-        }
-    }
     *out = m;
     return NSA_SUCCESS;
 }

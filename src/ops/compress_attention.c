@@ -44,11 +44,6 @@ static int64_t seg(const int64_t *cum, int64_t b)
     return cum[b] - (b ? cum[b - 1] : 0);
 }
 
-static int64_t ceil_div(int64_t a, int64_t b)
-{
-    return (a + b - 1) / b;
-}
-
 static nsa_status check_params(const nsa_compress_attention_params *p)
 {
     const int64_t l = p->compress_block_size, d = p->compress_stride;
@@ -115,7 +110,7 @@ static nsa_status check_seq_arrays(const nsa_compress_attention_params *p, const
                              "(%lld)", (long long)p->actual_sel_seq_kvlen_count,
                              (long long)p->actual_seq_qlen_count);
         for (b = 0; b < p->actual_seq_qlen_count; b++) {
-            int64_t want = ceil_div(seg(p->actual_cmp_seq_kvlen, b), dm->sm);
+            int64_t want = nsa_cdiv(seg(p->actual_cmp_seq_kvlen, b), dm->sm);
             int64_t got = seg(p->actual_sel_seq_kvlen, b);
             if (got != want)
                 return nsa_error(NSA_ERR_INVALID_ARGUMENT,
@@ -129,7 +124,7 @@ static nsa_status check_seq_arrays(const nsa_compress_attention_params *p, const
     }
     for (b = 0; b < p->actual_seq_qlen_count; b++) {
         int64_t s2 = seg(p->actual_cmp_seq_kvlen, b);
-        int64_t sel = ceil_div(s2, dm->sm);
+        int64_t sel = nsa_cdiv(s2, dm->sm);
         if (s2 > INT32_MAX)
             return nsa_error(NSA_ERR_INVALID_ARGUMENT,
                              "actual_cmp_seq_kvlen: batch %lld has %lld compressed keys, more "
@@ -257,7 +252,7 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
         if (s2 > dm->maxS2)
             dm->maxS2 = s2;
     }
-    dm->maxSel = ceil_div(dm->maxS2, dm->sm);
+    dm->maxSel = nsa_cdiv(dm->maxS2, dm->sm);
     if (p->validation == NSA_VALIDATE_STRICT && (st = check_strict(dm, query, p)) != NSA_SUCCESS)
         return st;
 
@@ -270,7 +265,7 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
     if (dm->maxS1 > 0 && dm->qc > dm->maxS1)
         dm->qc = dm->maxS1;
     for (b = 0; b < dm->B; b++)
-        dm->ntasks += ceil_div(seg(p->actual_seq_qlen, b), dm->qc) * dm->N2;
+        dm->ntasks += nsa_cdiv(seg(p->actual_seq_qlen, b), dm->qc) * dm->N2;
     /* fp32 K/V with unit channel stride are used in place by the kernel; anything else would be
      * converted again by every tile of the batch, so it is converted once up front */
     dm->widen_kv = query->dtype != NSA_DTYPE_F32 || key->stride[2] != 1 || value->stride[2] != 1;
@@ -411,7 +406,7 @@ static void run_task(const cattn_job *job, const cattn_task *task, char *slice)
     const int64_t q_base = b ? p->actual_seq_qlen[b - 1] : 0;
     const int64_t k_base = b ? p->actual_cmp_seq_kvlen[b - 1] : 0;
     const int64_t S1 = seg(p->actual_seq_qlen, b), S2 = seg(p->actual_cmp_seq_kvlen, b);
-    const int64_t sel = ceil_div(S2, dm->sm);
+    const int64_t sel = nsa_cdiv(S2, dm->sm);
     const int64_t npos = S1 - task->s0 < dm->qc ? S1 - task->s0 : dm->qc;
     const int32_t m = (int32_t)(npos * G);
     float *x = (float *)(slice + sl.x);

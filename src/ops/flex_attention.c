@@ -48,12 +48,6 @@ typedef struct flex_plan {
     char *scratch;
 } flex_plan;
 
-/* ceil(a / b) for a >= 0, b >= 1; a + b - 1 could overflow for lengths near INT64_MAX */
-static int64_t cdiv(int64_t a, int64_t b)
-{
-    return a / b + (a % b != 0);
-}
-
 static nsa_status check_same_dtype(const nsa_tensor *t, const char *name, nsa_dtype dt)
 {
     if (t->dtype != dt)
@@ -69,7 +63,6 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
 {
     nsa_flex_params prm = params ? *params : nsa_flex_params_default();
     nsa_status st;
-    int64_t nthreads;
     memset(p, 0, sizeof(*p));
     if ((st = nsa_check_tensor(q, "q", 4, NSA_DT_FLOAT)) != NSA_SUCCESS ||
         (st = nsa_check_tensor(k, "k", 4, NSA_DT_FLOAT)) != NSA_SUCCESS ||
@@ -168,11 +161,11 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
         p->nq = p->bm.info.num_q_blocks;
         p->refine = nsa_mask_mod_is_analytic(p->bm.mask_mod);
         /* partial blocks may be split into kernel chunks: at most nKV + ceil(S / chunk) */
-        p->max_blocks = 2 * p->bm.info.num_kv_blocks + cdiv(p->S, FLEX_KV_CHUNK);
+        p->max_blocks = 2 * p->bm.info.num_kv_blocks + nsa_cdiv(p->S, FLEX_KV_CHUNK);
     } else {
         p->q_block = FLEX_Q_TILE;
-        p->nq = cdiv(p->L, FLEX_Q_TILE);
-        p->max_blocks = cdiv(p->S, DENSE_KV_BLOCK);
+        p->nq = nsa_cdiv(p->L, FLEX_Q_TILE);
+        p->max_blocks = nsa_cdiv(p->S, DENSE_KV_BLOCK);
     }
     if (score_mod && (st = nsa_score_mod_check(score_mod, p->Hq, p->L, p->S)) != NSA_SUCCESS)
         return st;
@@ -185,11 +178,14 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     p->score_mod = score_mod;
     {
         const int64_t rows = p->q_block < p->L ? p->q_block : p->L;
-        p->nsub = rows > 0 ? cdiv(rows, FLEX_Q_TILE) : 0;
+        p->nsub = rows > 0 ? nsa_cdiv(rows, FLEX_Q_TILE) : 0;
     }
     p->items = p->B * p->Hq * p->nq * p->nsub;
-    nthreads = nsa_context_num_threads(nsa_context_resolve(ctx));
-    p->tasks = p->items < nthreads ? p->items : nthreads;
+    {
+        /* asked even for no items: the context is resolved here whatever the shapes */
+        const int64_t workers = (int64_t)nsa_worker_count(nsa_context_resolve(ctx), p->items);
+        p->tasks = p->items ? workers : 0;
+    }
     p->task_bytes = nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK) +
                     nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                 sizeof(nsa_kv_block)) +
@@ -221,18 +217,16 @@ static void mask_hook(const nsa_attn_tile *tile, int32_t block, int64_t kv_start
 {
     hook_state *hs = (hook_state *)tile->user;
     const nsa_block_mask_view *bm = &hs->p->bm;
-    int32_t r, j0, j;
+    int32_t r, j;
     (void)block;
+    /* the kernel calls hooks per chunk, n <= tile->kv_chunk == FLEX_KV_CHUNK: keep holds a row */
     for (r = 0; r < tile->m; r++) {
         float *row = s + (int64_t)r * lds;
-        for (j0 = 0; j0 < n; j0 += FLEX_KV_CHUNK) {
-            const int32_t len = n - j0 < FLEX_KV_CHUNK ? n - j0 : FLEX_KV_CHUNK;
-            nsa_mask_mod_row(bm->mask_mod, hs->b + bm->b_offset, hs->h + bm->h_offset,
-                             tile->q_start + r, kv_start + j0, len, hs->keep);
-            for (j = 0; j < len; j++)
-                if (!hs->keep[j])
-                    row[j0 + j] = -INFINITY;
-        }
+        nsa_mask_mod_row(bm->mask_mod, hs->b + bm->b_offset, hs->h + bm->h_offset,
+                         tile->q_start + r, kv_start, n, hs->keep);
+        for (j = 0; j < n; j++)
+            if (!hs->keep[j])
+                row[j] = -INFINITY;
     }
 }
 
@@ -262,7 +256,7 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
     const int64_t kb_batch = p->Bk == 1 ? 0 : b, hk = h / (p->Hq / p->Hkv);
     int32_t n = 0, pass, i;
     if (!p->has_mask) {
-        for (i = 0; i < (int32_t)cdiv(p->S, DENSE_KV_BLOCK); i++) {
+        for (i = 0; i < (int32_t)nsa_cdiv(p->S, DENSE_KV_BLOCK); i++) {
             const int64_t start = (int64_t)i * DENSE_KV_BLOCK;
             set_block(p, kb_batch, hk, start, p->S - start < DENSE_KV_BLOCK ? p->S - start
                                                                             : DENSE_KV_BLOCK,

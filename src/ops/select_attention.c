@@ -238,7 +238,7 @@ static size_t cache_slot_bytes(const select_plan *pl)
 static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_tensor *value,
                             select_plan *pl)
 {
-    size_t bytes = 0, threads, total, slot_bytes = cache_slot_bytes(pl);
+    size_t bytes = 0, total, slot_bytes = cache_slot_bytes(pl);
     int64_t tiles, per_item, chunks;
     pl->tokens_per_tile = pl->group >= SELECT_TILE_ROWS ? 1 : SELECT_TILE_ROWS / pl->group;
     pl->rows_max = (int32_t)(pl->tokens_per_tile * pl->group);
@@ -248,8 +248,7 @@ static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_t
     pl->item_tokens = per_item * pl->tokens_per_tile;
     chunks = (pl->t1 + pl->item_tokens - 1) / pl->item_tokens;
     pl->items = chunks * pl->n2;
-    threads = (size_t)nsa_context_num_threads(ctx);
-    pl->ntasks = (size_t)pl->items < threads ? (size_t)pl->items : threads;
+    pl->ntasks = pl->items ? nsa_worker_count(ctx, pl->items) : 0;
 
     pl->cache_slots = 0;
     if ((key->dtype != NSA_DTYPE_F32 || key->stride[2] != 1 || value->stride[2] != 1) &&
