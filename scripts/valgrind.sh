@@ -5,11 +5,9 @@
 # paths (and OpenBLAS its AVX2 kernels), so this also exercises the non-AVX-512 code. Child
 # processes (nsa-run, started by the CLI tests) are traced too, so they are checked and take
 # the same paths as the library in the test (system tools such as cmake are not traced).
-# Two select tests are left out because emulation takes them past their time limits:
-# test_select_golden (its MindSpore-shape case alone runs over 10 minutes under valgrind) and
-# test_select_cli (the same goldens, one nsa-run child each). select_attention's code paths
-# run under valgrind in test_select_attention and test_reliability, and nsa-run in
-# test_flex_cli and the cli_* tests.
+# Two select tests run outside ctest, without its time limits, because emulation takes them
+# ~10 minutes each: test_select_golden (its MindSpore-shape case) and test_select_cli (the same
+# goldens, one nsa-run child each). The whole run takes about 25 minutes on two cores.
 # Usage: scripts/valgrind.sh [BUILD_DIR] [ctest -R regex]
 # (install and repo tests run cmake and bash, not libnsa code: they are left out.)
 set -euo pipefail
@@ -20,11 +18,13 @@ filter=${2:-}
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSA_WERROR=ON >/dev/null
 cmake --build "$build" -j2 >/dev/null
-rm -f "$build"/Testing/Temporary/MemoryChecker.*.log # ctest would count stale logs
-export NSA_TEST_QUICK=1 # tests that honour it shrink their sizes under valgrind
+rm -f "$build"/Testing/Temporary/MemoryChecker.*.log "$build"/valgrind-test_*.log # stale logs
+vg_opts=(--error-exitcode=99 --trace-children=yes '--trace-children-skip=*cmake*,*ctest*'
+         --leak-check=full --errors-for-leak-kinds=definite,indirect --track-origins=yes
+         "--suppressions=$root/scripts/valgrind.supp")
 (cd "$build" && ctest -j2 --output-on-failure ${filter:+-R "$filter"} -LE 'example|install|repo' -E '^(test_select_cli|test_select_golden)$' \
   --overwrite MemoryCheckCommand=$(command -v valgrind) \
-  --overwrite MemoryCheckCommandOptions="--error-exitcode=99 --trace-children=yes --trace-children-skip=*cmake*,*ctest* --leak-check=full --errors-for-leak-kinds=definite,indirect --track-origins=yes --suppressions=$root/scripts/valgrind.supp" \
+  --overwrite MemoryCheckCommandOptions="${vg_opts[*]}" \
   -T memcheck) | tee "$build/valgrind.log"
 # ctest -T memcheck reports defects in its summary rather than its exit code
 if grep -q "Memory checking results:" "$build/valgrind.log" && \
@@ -32,4 +32,15 @@ if grep -q "Memory checking results:" "$build/valgrind.log" && \
   echo "valgrind.sh: memcheck found defects (see $build/Testing/Temporary/MemoryChecker.*.log)" >&2
   exit 1
 fi
+# The two long select tests, with the same options, one after the other.
+for t in test_select_golden test_select_cli; do
+  if [ -n "$filter" ] && ! echo "$t" | grep -qE "$filter"; then
+    continue
+  fi
+  echo "valgrind.sh: $t (about 10 minutes)"
+  if ! (cd "$build" && valgrind "${vg_opts[@]}" --log-file="$build/valgrind-$t.%p.log" "./tests/$t"); then
+    echo "valgrind.sh: $t failed or memcheck found defects (see $build/valgrind-$t.*.log)" >&2
+    exit 1
+  fi
+done
 echo "valgrind.sh: no memcheck reports"
