@@ -6,8 +6,8 @@
 # processes (nsa-run, started by the CLI tests) are traced too, so they are checked and take
 # the same paths as the library in the test (system tools such as cmake are not traced).
 # Two select tests run outside ctest, without its time limits, because emulation takes them
-# ~10 minutes each: test_select_golden (its MindSpore-shape case) and test_select_cli (the same
-# goldens, one nsa-run child each). The whole run takes about 25 minutes on two cores.
+# 9 and 4 minutes: test_select_golden (its MindSpore-shape case) and test_select_cli (the same
+# goldens, one nsa-run child each). The whole run takes about 20 minutes on two cores.
 # Usage: scripts/valgrind.sh [BUILD_DIR] [ctest -R regex]
 # (install and repo tests run cmake and bash, not libnsa code: they are left out.)
 set -euo pipefail
@@ -37,7 +37,7 @@ for t in test_select_golden test_select_cli; do
   if [ -n "$filter" ] && ! echo "$t" | grep -qE "$filter"; then
     continue
   fi
-  echo "valgrind.sh: $t (about 10 minutes)"
+  echo "valgrind.sh: $t (several minutes)"
   if ! (cd "$build" && valgrind "${vg_opts[@]}" --log-file="$build/valgrind-$t.%p.log" "./tests/$t"); then
     echo "valgrind.sh: $t failed or memcheck found defects (see $build/valgrind-$t.*.log)" >&2
     exit 1
