@@ -9,11 +9,13 @@
 #include "kernel/attn_tile.h"
 #include "tensor/tensor.h"
 
-/* Query rows per tile and keys per GEMM chunk. Chunks of 128 keys measured 3-5 % faster than
- * 64 on the dense 4096^2 case (97.9 -> 105 GFLOP/s on one thread, Zen 5; Zen 4 showed the
- * same direction in docs/kernel.md's tile table). */
+/* Query rows per tile and keys per GEMM chunk. On the dense 4096^2 case (one thread, Zen 5,
+ * ratios to sgemm in the same run): chunks of 128 keys measured 3-5 % faster than 64, and
+ * tiles of 128 rows 4-6 % faster than 64 (0.84 -> 0.87-0.89 with OpenBLAS's AVX2 kernels,
+ * 0.70 -> 0.75 with its AVX-512 ones): each GEMM call packs its K or V chunk once for twice
+ * the rows. 256 x 64 and 128 x 256 measured no better. */
 #ifndef FLEX_Q_TILE
-#define FLEX_Q_TILE 64
+#define FLEX_Q_TILE 128
 #endif
 #ifndef FLEX_KV_CHUNK
 #define FLEX_KV_CHUNK 128
