@@ -15,7 +15,9 @@
 /* Keys ahead of use whose K (V) rows the loops ask for: without it decode waits on memory
  * (measured 12 ms -> 8.3 ms for the bf16 benchmark case on one thread; 16 to 64 keys ahead
  * measure the same, 192 and more are slower as the rows no longer stay in L1). */
+#ifndef NSA_FUSED_PREFETCH
 #define NSA_FUSED_PREFETCH 64
+#endif
 
 /* The most rows a tile may have to take the path. Decode tiles (up to 8 rows) are faster here
  * than on any BLAS (measured 14.3 against 9.3 GB/s even on OpenBLAS's AVX-512 kernels); at

@@ -307,6 +307,12 @@ static const kcase few_row_cases[] = {
     {16, 192, 128, 4, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
     {13, 64, 80, 3, 64, NSA_DTYPE_F32, NSA_DTYPE_BF16, 1, 2, NSA_DTYPE_F32},
     {11, 128, 128, 2, 128, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
+    /* bf16 dots past 192 channels (channel-major), key-major with a half step and an odd
+     * row, and dv == 128 with up to 4 rows (P.V over whole rows, in row pairs) */
+    {5, 256, 128, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
+    {3, 144, 128, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_BF16, 1, 2, NSA_DTYPE_BF16},
+    {3, 128, 128, 2, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {2, 64, 128, 2, 64, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
 };
 
 static void few_row_tiles(void **state)
