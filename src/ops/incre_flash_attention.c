@@ -51,7 +51,6 @@ typedef struct ifa_plan {
     nsa_dtype kv_dtype;
     /* paging */
     const nsa_tensor *block_table;
-    int paged4d;
     int64_t block_size, max_blocks, num_blocks;
     /* lengths */
     const int64_t *asl;
@@ -364,7 +363,6 @@ static nsa_status check_paged_cache(ifa_plan *p, const nsa_tensor *k, const nsa_
             return INVAL("key (paged cache) shape[2] must be num_key_value_heads * D (%lld), "
                          "got %lld",
                          (long long)(p->kvN * p->D), (long long)k->shape[2]);
-        p->paged4d = 0;
     } else if (k->ndim == 4) {
         TRY(nsa_check_tensor(k, "key", 4, NSA_DT_FLOAT | NSA_DT(NSA_DTYPE_I8)));
         if (p->layout != NSA_LAYOUT_BNSD)
@@ -382,7 +380,6 @@ static nsa_status check_paged_cache(ifa_plan *p, const nsa_tensor *k, const nsa_
         if (k->shape[3] != p->D)
             return INVAL("key (paged cache) shape[3] must be the query's D (%lld), got %lld",
                          (long long)p->D, (long long)k->shape[3]);
-        p->paged4d = 1;
     } else {
         return INVAL("key (paged cache) must have 3 dimensions (blocks, block_size, kvN*D) or "
                      "4 (blocks, kvN, block_size, D), got %lld",
@@ -407,7 +404,7 @@ static nsa_status check_paged_cache(ifa_plan *p, const nsa_tensor *k, const nsa_
             return STRICT("block_table.shape[1] (max_blocks_per_seq) must be <= 16384 at "
                           "the strict level, got %lld",
                           (long long)p->max_blocks);
-        if (!p->paged4d && p->kvN * p->D > 65535)
+        if (k->ndim == 3 && p->kvN * p->D > 65535)
             return STRICT("a 3-D paged cache needs num_key_value_heads * D <= 65535 at "
                           "the strict level, got %lld",
                           (long long)(p->kvN * p->D));
