@@ -249,13 +249,14 @@ AVX512BF16 INLINE __m512 dot16_bf16_km(const int NS, const int HALF, const uint1
                                         const char *const *kb)
 {
     const int two = ka == kb;
-    __m512bh xq[7], yq[7];
+    __m512bh xq[6], yq[6]; /* NS + HALF <= 6 (d <= 192) */
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
            a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
     int s;
     for (s = 0; s < NS + HALF; s++) {
         xq[s] = bf16_load(qa + 32 * s, s == NS);
-        yq[s] = bf16_load(qb + 32 * s, s == NS);
+        if (two)
+            yq[s] = bf16_load(qb + 32 * s, s == NS);
     }
     KM_KEY(ka[0], a0, a8);
     KM_KEY(ka[1], a1, a9);
@@ -267,8 +268,6 @@ AVX512BF16 INLINE __m512 dot16_bf16_km(const int NS, const int HALF, const uint1
     KM_KEY(ka[7], a7, a15);
     if (!two) {
         /* one row against 16 keys: the second eight keys against the same row */
-        for (s = 0; s < NS + HALF; s++)
-            yq[s] = xq[s];
 #define KM_ONE(pk, acc)                                                                            \
     do {                                                                                           \
         int s_;                                                                                    \

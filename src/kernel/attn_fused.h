@@ -12,9 +12,10 @@
 #ifndef NSA_FUSED_MAX_ROWS
 #define NSA_FUSED_MAX_ROWS 16
 #endif
-/* Keys ahead of use whose K (V) rows the loops ask for: without it decode waits on memory
- * (measured 12 ms -> 8.3 ms for the bf16 benchmark case on one thread; 16 to 64 keys ahead
- * measure the same, 192 and more are slower as the rows no longer stay in L1). */
+/* Keys ahead of use whose K (V) rows the loops ask for. With the channel-major loops it took
+ * the bf16 decode benchmark from 12 to 8.3 ms on one thread; since the loops read in address
+ * order (attn_fused.c) 16 to 256 keys ahead and none at all measure within the noise
+ * (16-18 GB/s), and BSH caches and paged blocks, which the hardware does not follow, keep it. */
 #ifndef NSA_FUSED_PREFETCH
 #define NSA_FUSED_PREFETCH 64
 #endif
