@@ -211,13 +211,63 @@ static void finish(const nsa_attn_tile *tile, tile_scratch *sc)
     }
 }
 
+/* The tile's hooks on the scores of keys [j0, j0 + n) of block b. */
+static void apply_hooks(const nsa_attn_tile *tile, int32_t b, int32_t j0, int32_t n, float *s,
+                        int64_t lds)
+{
+    const nsa_kv_block *blk = &tile->blocks[b];
+    if (tile->score_hook)
+        tile->score_hook(tile, b, blk->kv_start + j0, n, s, lds);
+    if (tile->mask_hook && (blk->flags & NSA_KV_BLOCK_PARTIAL))
+        tile->mask_hook(tile, b, blk->kv_start + j0, n, s, lds);
+}
+
+/* The few-row path (see attn_fused.c): no BLAS, K and V read in place. A chunk of up to kc keys
+ * may span blocks (the pages of a paged cache), so that the loops switch between K and V once
+ * per kc keys: each switch restarts the hardware prefetchers' streams, and bf16 decode from DRAM
+ * ran at 20-21 GB/s on one thread with 128-key chunks, 23-26 with 1024. */
+static void run_fused(const nsa_attn_tile *tile, tile_scratch *sc, const uint16_t *qb, int32_t kc)
+{
+    int32_t b = 0, j = 0; /* the next key: row j of block b */
+    while (b < tile->nblocks) {
+        const int32_t b0 = b, j0 = j;
+        int32_t n = 0, done, pb, pj;
+        /* scores of the chunk's pieces, block by block; the loops prefetch as they go, into
+         * the next block too */
+        for (; b < tile->nblocks && n < kc; b++, j = 0) {
+            const nsa_kv_block *blk = &tile->blocks[b];
+            const int32_t len = blk->len - j < kc - n ? blk->len - j : kc - n;
+            if (len > 0) {
+                nsa_fused_scores(tile, sc->q, qb, blk, b + 1 < tile->nblocks ? blk + 1 : NULL, j,
+                                 len, sc->s + n, kc, sc->k);
+                apply_hooks(tile, b, j, len, sc->s + n, kc);
+                n += len;
+                j += len;
+            }
+            if (j < blk->len)
+                break; /* the chunk is full inside this block */
+        }
+        if (n == 0)
+            break;
+        softmax_update(tile, n, kc, sc);
+        /* P.V over the same pieces */
+        for (pb = b0, pj = j0, done = 0; done < n; pb++, pj = 0) {
+            const nsa_kv_block *blk = &tile->blocks[pb];
+            const int32_t len = blk->len - pj < n - done ? blk->len - pj : n - done;
+            if (len > 0) {
+                nsa_fused_accumulate(tile, sc->s + done, kc, blk,
+                                     pb + 1 < tile->nblocks ? blk + 1 : NULL, pj, len, sc->o);
+                done += len;
+            }
+        }
+    }
+}
+
 void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 {
     const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
     tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc);
-    /* Few rows (decode, select): no BLAS, K and V read in place (see attn_fused.c). */
     const int fused = nsa_fused_usable(tile);
-    const uint16_t *qb = NULL;
     int32_t r, b;
 
     for (r = 0; r < tile->m; r++) {
@@ -227,40 +277,28 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
         sc.sum[r] = 0.0f;
     }
     memset(sc.o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
-    if (fused)
-        qb = nsa_fused_prepare(tile, sc.q, sc.qb);
+    if (fused) {
+        run_fused(tile, &sc, nsa_fused_prepare(tile, sc.q, sc.qb), kc);
+        nsa_fused_finish(tile, sc.o);
+        finish(tile, &sc);
+        return;
+    }
 
     for (b = 0; b < tile->nblocks; b++) {
         const nsa_kv_block *blk = &tile->blocks[b];
-        const nsa_kv_block *next = b + 1 < tile->nblocks ? blk + 1 : NULL;
         int32_t j0;
         for (j0 = 0; j0 < blk->len; j0 += kc) {
-            int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
-            chunk_view cv;
-            if (fused) {
-                /* it prefetches as it goes, into the next block too (a chunk-wide prefetch
-                 * measured slower) */
-                nsa_fused_scores(tile, sc.q, qb, blk, next, j0, n, sc.s, kc, sc.k);
-            } else {
-                cv = pack_chunk(tile, blk, j0, n, &sc);
-                prefetch_next_chunk(tile, b, j0, n, kc);
-                /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
-                nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld,
-                          0.0f, sc.s, kc);
-            }
-            if (tile->score_hook)
-                tile->score_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
-            if (tile->mask_hook && (blk->flags & NSA_KV_BLOCK_PARTIAL))
-                tile->mask_hook(tile, b, blk->kv_start + j0, n, sc.s, kc);
+            const int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
+            const chunk_view cv = pack_chunk(tile, blk, j0, n, &sc);
+            prefetch_next_chunk(tile, b, j0, n, kc);
+            /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
+            nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld, 0.0f,
+                      sc.s, kc);
+            apply_hooks(tile, b, j0, n, sc.s, kc);
             softmax_update(tile, n, kc, &sc);
-            if (fused)
-                nsa_fused_accumulate(tile, sc.s, kc, blk, next, j0, n, sc.o);
-            else
-                nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
-                          tile->dv);
+            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
+                      tile->dv);
         }
     }
-    if (fused)
-        nsa_fused_finish(tile, sc.o);
     finish(tile, &sc);
 }
