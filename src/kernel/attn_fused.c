@@ -6,16 +6,20 @@
  * caller's memory and converted in registers:
  *
  *   scores: 16 keys at a time, one accumulator per key, reduced across lanes by a fixed
- *           shuffle tree; query rows go in pairs, so each key row loaded serves two. bf16
+ *           shuffle tree; query rows go in pairs, so each key row loaded serves two (three
+ *           or four bf16 rows: all at once, four keys at a time, dot16_bf16_km4). bf16
  *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
  *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
  *           in place, others widened to fp32 rows of 16 keys in L1 first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
  *           in registers while 16 values at a time stream past, converted in registers (or
- *           whole rows of 128 channels for pairs of rows, see pv_rows).
+ *           whole rows of 128 channels for pairs of rows, see pv_rows); bf16 widened as
+ *           even and odd channels (bf16_even_odd).
  *
  * Memory order matters as much as arithmetic: decode streams K and V from DRAM, and the
- * hardware prefetchers only keep up when each 16-key group is read in address order.
+ * hardware prefetchers only keep up when each 16-key group is read in address order and once
+ * (a second pass back over a group stalls them), and when K and V alternate rarely (the
+ * kernel's chunks, attn_tile.c).
  *
  * int8 K/V: the per-channel scales are folded out of the inner loops, onto the queries for
  * Q.K^T (q_c * scale_c) and onto the output for P.V, so the loops only convert and add the

@@ -14,8 +14,10 @@
 #endif
 /* Keys ahead of use whose K (V) rows the loops ask for. With the channel-major loops it took
  * the bf16 decode benchmark from 12 to 8.3 ms on one thread; since the loops read in address
- * order (attn_fused.c) 16 to 256 keys ahead and none at all measure within the noise
- * (16-18 GB/s), and BSH caches and paged blocks, which the hardware does not follow, keep it. */
+ * order (attn_fused.c) contiguous caches gain nothing from it (16 to 256 keys ahead and none
+ * measure within the noise), while BSH caches (15.7-17.4 against 14.7-14.9 GB/s, min of 20
+ * calls) and paged blocks (8.6-8.8 against 9.5-10 ms), which the hardware does not follow,
+ * need it. */
 #ifndef NSA_FUSED_PREFETCH
 #define NSA_FUSED_PREFETCH 64
 #endif
