@@ -263,12 +263,33 @@ static void run_fused(const nsa_attn_tile *tile, tile_scratch *sc, const uint16_
     }
 }
 
+/* Every other tile: per block, chunks of up to kc keys through two BLAS calls. */
+static void run_blas(const nsa_attn_tile *tile, tile_scratch *sc, int32_t kc)
+{
+    int32_t b;
+    for (b = 0; b < tile->nblocks; b++) {
+        const nsa_kv_block *blk = &tile->blocks[b];
+        int32_t j0;
+        for (j0 = 0; j0 < blk->len; j0 += kc) {
+            const int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
+            const chunk_view cv = pack_chunk(tile, blk, j0, n, sc);
+            prefetch_next_chunk(tile, b, j0, n, kc);
+            /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
+            nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc->q, tile->d, cv.k, cv.k_ld, 0.0f,
+                      sc->s, kc);
+            apply_hooks(tile, b, j0, n, sc->s, kc);
+            softmax_update(tile, n, kc, sc);
+            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc->s, kc, cv.v, cv.v_ld, 1.0f, sc->o,
+                      tile->dv);
+        }
+    }
+}
+
 void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 {
     const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
     tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc);
-    const int fused = nsa_fused_usable(tile);
-    int32_t r, b;
+    int32_t r;
 
     for (r = 0; r < tile->m; r++) {
         nsa_load_f32(tile->q_rows[r], tile->q_dtype, tile->q_col_stride,
@@ -277,28 +298,11 @@ void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
         sc.sum[r] = 0.0f;
     }
     memset(sc.o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
-    if (fused) {
+    if (nsa_fused_usable(tile)) {
         run_fused(tile, &sc, nsa_fused_prepare(tile, sc.q, sc.qb), kc);
         nsa_fused_finish(tile, sc.o);
-        finish(tile, &sc);
-        return;
-    }
-
-    for (b = 0; b < tile->nblocks; b++) {
-        const nsa_kv_block *blk = &tile->blocks[b];
-        int32_t j0;
-        for (j0 = 0; j0 < blk->len; j0 += kc) {
-            const int32_t n = blk->len - j0 < kc ? blk->len - j0 : kc;
-            const chunk_view cv = pack_chunk(tile, blk, j0, n, &sc);
-            prefetch_next_chunk(tile, b, j0, n, kc);
-            /* S = scale * Q.K^T: the scale rides on the GEMM's alpha */
-            nsa_sgemm(0, 1, tile->m, n, tile->d, tile->scale, sc.q, tile->d, cv.k, cv.k_ld, 0.0f,
-                      sc.s, kc);
-            apply_hooks(tile, b, j0, n, sc.s, kc);
-            softmax_update(tile, n, kc, &sc);
-            nsa_sgemm(0, 0, tile->m, tile->dv, n, 1.0f, sc.s, kc, cv.v, cv.v_ld, 1.0f, sc.o,
-                      tile->dv);
-        }
+    } else {
+        run_blas(tile, &sc, kc);
     }
     finish(tile, &sc);
 }
