@@ -561,6 +561,64 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
     }
 }
 
+/* Four fp32 query rows (q[0..3]) against four int8 keys: lane 4r + j is q_r . (k[j] + offset),
+ * with the same products, sums and reduction order as the pair loops over widened rows. Each
+ * step of 16 channels loads the four query vectors once for the four keys, and each key's 16
+ * bytes are widened in registers (no fp32 rows stored and loaded again): the FMAs read only
+ * registers. */
+AVX512 INLINE __m512 dot16_i8_km4(const float *const *q, const char *const *k,
+                                  const nsa_dequant *dq, int32_t d)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+           a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+    int32_t c;
+    for (c = 0; c < d; c += 16) {
+        const __m512 of = offset16(dq, c), q0 = _mm512_loadu_ps(q[0] + c),
+                     q1 = _mm512_loadu_ps(q[1] + c), q2 = _mm512_loadu_ps(q[2] + c),
+                     q3 = _mm512_loadu_ps(q[3] + c);
+        __m512 x;
+#define KEY(j, acc0, acc1, acc2, acc3)                                                             \
+    x = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(                                     \
+                          _mm_loadu_si128((const __m128i *)(const void *)(k[j] + c)))),            \
+                      of);                                                                         \
+    acc0 = _mm512_fmadd_ps(q0, x, acc0);                                                           \
+    acc1 = _mm512_fmadd_ps(q1, x, acc1);                                                           \
+    acc2 = _mm512_fmadd_ps(q2, x, acc2);                                                           \
+    acc3 = _mm512_fmadd_ps(q3, x, acc3)
+        KEY(0, a0, a4, a8, a12);
+        KEY(1, a1, a5, a9, a13);
+        KEY(2, a2, a6, a10, a14);
+        KEY(3, a3, a7, a11, a15);
+#undef KEY
+    }
+    return reduce16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+}
+
+/* int8 keys for three or four rows (three: the last row twice), four keys at a time. */
+AVX512 static void scores_i8_rows4(const nsa_attn_tile *tile, const float *q,
+                                   const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,
+                                   int32_t n, float *s, int64_t lds)
+{
+    const int32_t d = tile->d;
+    const float *q4[4];
+    const __m512 scale = _mm512_set1_ps(tile->scale);
+    int32_t g, r;
+    for (r = 0; r < 4; r++)
+        q4[r] = q + (size_t)(r < tile->m ? r : tile->m - 1) * (size_t)d;
+    for (g = j0; g < j0 + n; g += 4) {
+        const char *k4[4];
+        const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;
+        __m512 v;
+        if ((g - j0) % 16 == 0)
+            prefetch_ahead(blk, next, 0, 1, g + NSA_FUSED_PREFETCH, (size_t)d);
+        for (r = 0; r < 4; r++)
+            k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * blk->k_row_stride;
+        v = _mm512_mul_ps(dot16_i8_km4(q4, k4, &tile->k_dequant, d), scale);
+        for (r = 0; r < tile->m; r++)
+            store_scores4(v, r, cnt, s + (size_t)r * (size_t)lds + (g - j0));
+    }
+}
+
 /* Keys of other dtypes (or queries that are not bf16), 16 at a time: f32 rows are read in
  * place, others widened to fp32 rows in `tmp` (16 x d floats, stays in L1); then fp32 FMAs. */
 AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
@@ -571,6 +629,10 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
     int32_t g, jj;
+    if (tile->kv_dtype == NSA_DTYPE_I8 && (tile->m == 3 || tile->m == 4)) {
+        scores_i8_rows4(tile, q, blk, next, j0, n, s, lds);
+        return;
+    }
     for (g = j0; g < j0 + n; g += 16) {
         const int32_t cnt = j0 + n - g < 16 ? j0 + n - g : 16;
         prefetch_ahead(blk, next, 0, esize, g + NSA_FUSED_PREFETCH, (size_t)d * esize);
