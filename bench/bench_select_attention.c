@@ -79,8 +79,7 @@ static void sel_free(sel_bench *b)
     free(b->out.data);
 }
 
-/* Two rows per dtype: GFLOP/s against sgemm at the long length, and time per token long vs
- * short. */
+/* A causal dense attention of the same size, for the speed-up row. */
 typedef struct dense_bench {
     nsa_tensor q, k, v, out;
     nsa_block_mask *mask;

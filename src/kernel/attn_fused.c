@@ -10,7 +10,8 @@
  *           or four bf16 rows: all at once, four keys at a time, dot16_bf16_km4). bf16
  *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
  *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
- *           in place, others widened to fp32 rows of 16 keys in L1 first;
+ *           in place, int8 keys for three or four rows widened in registers four keys at a
+ *           time (dot16_i8_km4), others widened to fp32 rows of 16 keys in L1 first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
  *           in registers while 16 values at a time stream past, converted in registers (or
  *           whole rows of 128 channels for pairs of rows, see pv_rows); bf16 widened as
