@@ -451,22 +451,25 @@ AVX512 static void store_scores4(__m512 v, int r, int32_t count, float *dst)
     _mm_mask_storeu_ps(dst, (__mmask8)((1u << count) - 1u), x);
 }
 
-/* Three or four rows (three: the last row twice), keys [j0, j0 + n) four at a time with DOT4,
- * one pass over each key row. */
-#define SCORE_BF16_ROWS4(DOT4)                                                                     \
+/* Three or four rows (three: the last row twice), keys [j0, j0 + n) (ESIZE bytes per channel,
+ * row_bytes apart) four at a time: DOT4, an expression of the four key rows k4, gives lane
+ * 4r + j = q_r . k4[j]; one pass over each key row. */
+#define SCORE_ROWS4(ESIZE, DOT4)                                                                   \
     for (g = j0; g < j0 + n; g += 4) {                                                             \
         const char *k4[4];                                                                         \
         const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;                                       \
         __m512 v;                                                                                  \
         int r;                                                                                     \
         if ((g - j0) % 16 == 0)                                                                    \
-            prefetch_ahead(blk, next, 0, 2, g + NSA_FUSED_PREFETCH, (size_t)d * 2);                \
+            prefetch_ahead(blk, next, 0, ESIZE, g + NSA_FUSED_PREFETCH, (size_t)d * ESIZE);        \
         for (r = 0; r < 4; r++)                                                                    \
             k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;    \
-        v = _mm512_mul_ps(DOT4(q4, d, k4), _mm512_set1_ps(tile->scale));                          \
+        v = _mm512_mul_ps(DOT4, _mm512_set1_ps(tile->scale));                                      \
         for (r = 0; r < tile->m; r++)                                                              \
             store_scores4(v, r, cnt, s + (size_t)r * (size_t)lds + (g - j0));                     \
-    }                                                                                              \
+    }
+#define SCORE_BF16_ROWS4(DOT4)                                                                     \
+    SCORE_ROWS4(2, DOT4(q4, d, k4));                                                               \
     break
 
 /* Keys [g, g + 16) of the chunk with instance DOT. */
@@ -549,17 +552,21 @@ AVX512 static __m512 offset16(const nsa_dequant *dq, int32_t c)
     return dq->offset_stride ? _mm512_loadu_ps(dq->offset + c) : _mm512_set1_ps(dq->offset[0]);
 }
 
+/* The 16 int8 values at src as fp32, plus `offset`. */
+AVX512 INLINE __m512 i8_plus_offset16(const char *src, __m512 offset)
+{
+    const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)src);
+    return _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)), offset);
+}
+
 /* int8 rows as fp32 x + offset[c] (the scales are folded into the queries and the output,
  * see nsa_fused_prepare), d % 16 == 0. */
 AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, int32_t d,
                                       float *dst)
 {
     int32_t c;
-    for (c = 0; c < d; c += 16) {
-        const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(src + c));
-        _mm512_storeu_ps(dst + c, _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)),
-                                                offset16(dq, c)));
-    }
+    for (c = 0; c < d; c += 16)
+        _mm512_storeu_ps(dst + c, i8_plus_offset16((const char *)src + c, offset16(dq, c)));
 }
 
 /* Four fp32 query rows (q[0..3]) against four int8 keys: lane 4r + j is q_r . (k[j] + offset),
@@ -579,9 +586,7 @@ AVX512 INLINE __m512 dot16_i8_km4(const float *const *q, const char *const *k,
                      q3 = _mm512_loadu_ps(q[3] + c);
         __m512 x;
 #define KEY(j, acc0, acc1, acc2, acc3)                                                             \
-    x = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(                                     \
-                          _mm_loadu_si128((const __m128i *)(const void *)(k[j] + c)))),            \
-                      of);                                                                         \
+    x = i8_plus_offset16(k[j] + c, of);                                                            \
     acc0 = _mm512_fmadd_ps(q0, x, acc0);                                                           \
     acc1 = _mm512_fmadd_ps(q1, x, acc1);                                                           \
     acc2 = _mm512_fmadd_ps(q2, x, acc2);                                                           \
@@ -601,24 +606,14 @@ AVX512 static void scores_i8_rows4(const nsa_attn_tile *tile, const float *q,
                                    int32_t n, float *s, int64_t lds)
 {
     const int32_t d = tile->d;
+    const int64_t row_bytes = blk->k_row_stride;
     const float *q4[4];
-    const __m512 scale = _mm512_set1_ps(tile->scale);
-    int32_t g, r;
-    for (r = 0; r < 4; r++)
-        q4[r] = q + (size_t)(r < tile->m ? r : tile->m - 1) * (size_t)d;
-    for (g = j0; g < j0 + n; g += 4) {
-        const char *k4[4];
-        const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;
-        __m512 v;
-        if ((g - j0) % 16 == 0)
-            prefetch_ahead(blk, next, 0, 1, g + NSA_FUSED_PREFETCH, (size_t)d);
-        for (r = 0; r < 4; r++)
-            k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * blk->k_row_stride;
-        v = _mm512_mul_ps(dot16_i8_km4(q4, k4, &tile->k_dequant, d), scale);
-        for (r = 0; r < tile->m; r++)
-            store_scores4(v, r, cnt, s + (size_t)r * (size_t)lds + (g - j0));
-    }
+    int32_t g, i;
+    for (i = 0; i < 4; i++)
+        q4[i] = q + (size_t)(i < tile->m ? i : tile->m - 1) * (size_t)d;
+    SCORE_ROWS4(1, dot16_i8_km4(q4, k4, &tile->k_dequant, d));
 }
+#undef SCORE_ROWS4
 
 /* Keys of other dtypes (or queries that are not bf16), 16 at a time: f32 rows are read in
  * place, others widened to fp32 rows in `tmp` (16 x d floats, stays in L1); then fp32 FMAs. */
@@ -666,9 +661,7 @@ AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512
     case NSA_DTYPE_F16:
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + (size_t)c * 2)));
     case NSA_DTYPE_I8:
-        return _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                 _mm_loadu_si128((const __m128i *)(row + (size_t)c)))),
-                             offset);
+        return i8_plus_offset16(row + (size_t)c, offset);
     default:
         return _mm512_loadu_ps((const float *)(void *)row + c);
     }
