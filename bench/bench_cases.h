@@ -44,9 +44,14 @@ double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
 typedef nsa_status (*bench_op_fn)(void *arg, nsa_context *ctx);
 int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
                       double (*pass)(void *), void *pass_arg, double *t);
-/* Median seconds of `run` and, from the same rounds, the median of its GFLOP/s (`flops` per
- * run) divided by a 2048^3 sgemm's on the env's threads: *ratio. NAN if it fails. */
+/* bench_time_rounds of the nops ops (at most 7) and a 2048^3 sgemm pass on the env's threads
+ * (the compute ceiling), whose seconds go to t[nops * reps + r]; *sgemm_flops = one pass's
+ * flops. Returns reps, 0 on failure. */
 struct bench_env;
+int bench_rounds_vs_sgemm(const struct bench_env *env, int nops, const bench_op_fn *run,
+                          void *const *arg, double *t, double *sgemm_flops);
+/* Median seconds of `run` and, from the same rounds, the median of its GFLOP/s (`flops` per
+ * run) divided by the sgemm's: *ratio. NAN if it fails. */
 double bench_time_vs_sgemm(const struct bench_env *env, bench_op_fn run, void *arg, double flops,
                            double *ratio);
 /* Median over rounds r of num[r] / den[r] (bench_median sorts its input: take ratios first). */

@@ -136,23 +136,21 @@ static int rows_for(const bench_env *env, nsa_dtype dt, bench_row *rows, double 
 {
     const int64_t t_long = bench_len(32768), t_short = bench_len(8192);
     const double flop = 2.0 * (double)t_long * SEL_N1 * SEL_BC * SEL_BS * (SEL_D + SEL_DV);
-    const bench_op_fn fns[3] = {run_select, run_select, NULL};
+    const bench_op_fn fns[2] = {run_select, run_select};
     sel_bench b_short, b_long;
-    void *const args[3] = {&b_short, &b_long, NULL};
-    bench_sgemm *g = bench_sgemm_new(2048, env->threads);
-    double t[3 * 64], per_token = NAN, ratio = NAN, s_long = NAN, s_short = NAN;
+    void *const args[2] = {&b_short, &b_long};
+    double t[3 * 64], sgemm_flop, per_token = NAN, ratio = NAN, s_long = NAN, s_short = NAN;
     int reps;
     sel_setup(&b_short, t_short, dt);
     sel_setup(&b_long, t_long, dt);
-    reps = g ? bench_time_rounds(3, fns, args, env->ctx, bench_sgemm_pass, g, t) : 0;
+    reps = bench_rounds_vs_sgemm(env, 2, fns, args, t, &sgemm_flop);
     if (reps) {
         /* (flop / t_long) / (sgemm flop / t_sgemm) and (t_long / T_long) / (t_short / T_short) */
-        ratio = bench_median_ratio(t + 2 * reps, t + reps, reps) * flop / bench_sgemm_flops(g);
+        ratio = bench_median_ratio(t + 2 * reps, t + reps, reps) * flop / sgemm_flop;
         per_token = bench_median_ratio(t + reps, t, reps) * (double)t_short / (double)t_long;
         s_short = bench_median(t, reps);
         s_long = bench_median(t + reps, reps);
     }
-    bench_sgemm_free(g);
     sel_free(&b_short);
     sel_free(&b_long);
     bench_set_row(&rows[0], flop / s_long * 1e-9, "GF", ratio, 0.70, 0,

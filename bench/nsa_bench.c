@@ -60,22 +60,39 @@ int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_co
     return reps;
 }
 
+int bench_rounds_vs_sgemm(const bench_env *env, int nops, const bench_op_fn *run,
+                          void *const *arg, double *t, double *sgemm_flops)
+{
+    bench_op_fn fns[8];
+    void *args[8];
+    bench_sgemm *g;
+    int i, reps;
+    if (nops < 1 || nops > 7)
+        return 0;
+    for (i = 0; i < nops; i++) {
+        fns[i] = run[i];
+        args[i] = arg[i];
+    }
+    fns[nops] = NULL; /* the sgemm pass */
+    args[nops] = NULL;
+    g = bench_sgemm_new(2048, env->threads);
+    reps = g ? bench_time_rounds(nops + 1, fns, args, env->ctx, bench_sgemm_pass, g, t) : 0;
+    *sgemm_flops = g ? bench_sgemm_flops(g) : 0.0;
+    bench_sgemm_free(g);
+    return reps;
+}
+
 double bench_time_vs_sgemm(const bench_env *env, bench_op_fn run, void *arg, double flops,
                            double *ratio)
 {
-    const bench_op_fn fns[2] = {run, NULL};
-    void *const args[2] = {arg, NULL};
-    bench_sgemm *g = bench_sgemm_new(2048, env->threads);
-    double t[2 * 64];
-    int reps = g ? bench_time_rounds(2, fns, args, env->ctx, bench_sgemm_pass, g, t) : 0;
-    const double gflops = g ? bench_sgemm_flops(g) : 0.0;
-    bench_sgemm_free(g);
+    double t[2 * 64], sgemm_flops;
+    const int reps = bench_rounds_vs_sgemm(env, 1, &run, &arg, t, &sgemm_flops);
     if (!reps) {
         *ratio = NAN;
         return NAN;
     }
-    /* (flops / t_op) / (gflops / t_sgemm), per round */
-    *ratio = bench_median_ratio(t + reps, t, reps) * flops / gflops;
+    /* (flops / t_op) / (sgemm_flops / t_sgemm), per round */
+    *ratio = bench_median_ratio(t + reps, t, reps) * flops / sgemm_flops;
     return bench_median(t, reps);
 }
 
