@@ -3,6 +3,7 @@
  * nsa_select_attention per token at T = 8k, 16k, 32k next to a causal dense attention of the
  * same size through flex (GQA 16:1, D = 192, Dv = 128, bf16). Selection follows what
  * compress_attention's forced blocks give: the first block and the 15 local ones. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -31,8 +32,12 @@ static nsa_status run_dense(void *arg, nsa_context *ctx)
     return nsa_flex_attention(ctx, &c->fq, &c->fk, &c->fv, c->causal, NULL, &c->fp, &c->fo, NULL);
 }
 
-/* Microseconds per token of select and of causal dense attention at T tokens. */
-static void measure(const bench_env *env, int64_t t, double *sel_us, double *dense_us)
+/* Microseconds per token of select and of causal dense attention at T tokens, and dense time /
+ * select time: the two run in the same rounds (this VM's speed drifts for minutes at a time,
+ * so timing them apart could move one and not the other), the ratio a median of per-round
+ * ratios. */
+static void measure(const bench_env *env, int64_t t, double *sel_us, double *dense_us,
+                    double *ratio)
 {
     const size_t nq = (size_t)(t * N1 * D), nk = (size_t)(t * D), nv = (size_t)(t * DV);
     const size_t no = (size_t)(t * N1 * DV);
@@ -78,8 +83,15 @@ static void measure(const bench_env *env, int64_t t, double *sel_us, double *den
     nsa_mask_mod_causal(&mm);
     sc.causal = NULL;
     nsa_block_mask_create(env->ctx, mm, 1, 1, t, t, 128, 128, &sc.causal);
-    *sel_us = bench_time_op(run_select, &sc, env->ctx) / (double)t * 1e6;
-    *dense_us = bench_time_op(run_dense, &sc, env->ctx) / (double)t * 1e6;
+    {
+        const bench_op_fn fns[2] = {run_select, run_dense};
+        void *const args[2] = {&sc, &sc};
+        double times[2 * 64];
+        const int reps = bench_time_rounds(2, fns, args, env->ctx, NULL, NULL, times);
+        *ratio = reps ? bench_median_ratio(times + reps, times, reps) : NAN;
+        *sel_us = reps ? bench_median(times, reps) / (double)t * 1e6 : NAN;
+        *dense_us = reps ? bench_median(times + reps, reps) / (double)t * 1e6 : NAN;
+    }
     nsa_block_mask_free(sc.causal);
     nsa_mask_mod_free(mm);
     free(q);
@@ -92,14 +104,14 @@ static void measure(const bench_env *env, int64_t t, double *sel_us, double *den
 static int run(const bench_env *env, bench_row *rows, int cap)
 {
     static const int64_t full[3] = {8192, 16384, 32768};
-    double sel[3], dense[3];
+    double sel[3], dense[3], ratio[3];
     int i;
     if (cap < 3)
         return 0;
     for (i = 0; i < 3; i++) {
         const int64_t t = bench_len(full[i]);
-        measure(env, t, &sel[i], &dense[i]);
-        bench_set_row(&rows[i], sel[i], "us", dense[i] / sel[i], 1.0, 0,
+        measure(env, t, &sel[i], &dense[i], &ratio[i]);
+        bench_set_row(&rows[i], sel[i], "us", ratio[i], 1.0, 0,
                       "select us/token T=%lld; figure: causal dense us/token / select's",
                       (long long)t);
     }
