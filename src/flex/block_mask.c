@@ -204,7 +204,7 @@ static nsa_status build(nsa_context *ctx, nsa_block_mask *bm, int kv_side_from_c
     if (kv_side_from_cls)
         nsa_parallel_for(ctx, build_kv_row, bm, array_len(&bm->info, NSA_BM_KV_NUM_BLOCKS));
     qj.bm = bm;
-    qj.tiles_per_bh = ((size_t)bm->info.num_kv_blocks + COL_TILE - 1) / COL_TILE;
+    qj.tiles_per_bh = (size_t)nsa_cdiv(bm->info.num_kv_blocks, COL_TILE);
     /* one transposed tile per task: the map's size rounded up to whole tiles */
     qj.tmp = (uint8_t *)nsa_heap_alloc(
         bh * qj.tiles_per_bh * COL_TILE * (size_t)bm->info.num_q_blocks, 16);

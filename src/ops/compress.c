@@ -596,8 +596,7 @@ static size_t count_tasks(const nsa_compress_params *p, int64_t N, int64_t D)
         int64_t prev = b ? p->actual_seq_len[b - 1] : 0;
         int64_t W = windows_of(p->actual_seq_len[b] - prev, p->compress_block_size,
                                p->compress_stride);
-        n += (size_t)((W + WINDOWS_PER_TASK - 1) / WINDOWS_PER_TASK) *
-             (size_t)((N + group - 1) / group);
+        n += (size_t)nsa_cdiv(W, WINDOWS_PER_TASK) * (size_t)nsa_cdiv(N, group);
     }
     return n;
 }

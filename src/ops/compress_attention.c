@@ -338,7 +338,7 @@ static void importance_row(const float *P, int64_t S2, int64_t sel, int64_t sm, 
         out[J] = 0.0f;
     for (i = 0; i < inner; i++) {
         /* J with 0 <= (J+1)m - i <= S2 - 1 */
-        const int64_t lo = i > sm ? (i + sm - 1) / sm - 1 : 0;
+        const int64_t lo = i > sm ? nsa_cdiv(i, sm) - 1 : 0;
         const int64_t hi_p = (S2 - 1 + i) / sm - 1;
         const int64_t hi = hi_p < sel - 1 ? hi_p : sel - 1;
         const float wi = w[i];
@@ -704,7 +704,7 @@ nsa_status nsa_compress_attention(nsa_context *ctx, const nsa_tensor *query,
     }
     if (job.kf)
         nsa_parallel_for(ctx, widen_kv_item, &job,
-                         (size_t)((job.dm.T2 + WIDEN_ROWS - 1) / WIDEN_ROWS));
+                         (size_t)nsa_cdiv(job.dm.T2, WIDEN_ROWS));
     nsa_parallel_for(ctx, cattn_worker, &job, job.nworkers);
     nsa_workspace_release(ctx, ws);
     return NSA_SUCCESS;

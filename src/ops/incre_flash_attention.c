@@ -113,14 +113,13 @@ static int64_t split_count(const ifa_plan *p, int64_t len, int64_t *chunk)
         *chunk = 0;
         return 0;
     }
-    want = tiles >= IFA_TARGET_TASKS ? 1 : (IFA_TARGET_TASKS + tiles - 1) / tiles;
-    n = (len + IFA_MIN_SPLIT - 1) / IFA_MIN_SPLIT;
+    want = tiles >= IFA_TARGET_TASKS ? 1 : nsa_cdiv(IFA_TARGET_TASKS, tiles);
+    n = nsa_cdiv(len, IFA_MIN_SPLIT);
     if (n > want)
         n = want;
-    c = (len + n - 1) / n;
-    c = (c + IFA_KV_CHUNK - 1) / IFA_KV_CHUNK * IFA_KV_CHUNK;
+    c = nsa_cdiv(nsa_cdiv(len, n), IFA_KV_CHUNK) * IFA_KV_CHUNK;
     *chunk = c;
-    return (len + c - 1) / c;
+    return nsa_cdiv(len, c);
 }
 
 /* ---- addressing ------------------------------------------------------------------------- */
@@ -488,7 +487,7 @@ static nsa_status check_block_ids(const ifa_plan *p)
     for (b = 0; b < p->B; b++) {
         int64_t start, len, used;
         batch_range(p, b, &start, &len);
-        used = (len + p->block_size - 1) / p->block_size;
+        used = nsa_cdiv(len, p->block_size);
         for (i = 0; i < used; i++) {
             int32_t id = *(const int32_t *)nsa_tensor_at(bt, b * bt->stride[0] + i * bt->stride[1]);
             if (id < 0 || id >= p->num_blocks)
@@ -778,7 +777,7 @@ static nsa_status plan_work(ifa_plan *p, nsa_context *ctx)
             p->max_chunk = chunk;
     }
     unit = p->block_table ? (p->block_size < IFA_SEG ? p->block_size : IFA_SEG) : IFA_SEG;
-    p->max_blocks_per_task = (p->max_chunk + unit - 1) / unit + 2;
+    p->max_blocks_per_task = nsa_cdiv(p->max_chunk, unit) + 2;
     p->threads = nsa_context_num_threads(ctx);
     if (p->threads < 1)
         p->threads = 1;

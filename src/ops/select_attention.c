@@ -242,11 +242,11 @@ static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_t
     int64_t tiles, per_item, chunks;
     pl->tokens_per_tile = pl->group >= SELECT_TILE_ROWS ? 1 : SELECT_TILE_ROWS / pl->group;
     pl->rows_max = (int32_t)(pl->tokens_per_tile * pl->group);
-    tiles = (pl->t1 + pl->tokens_per_tile - 1) / pl->tokens_per_tile;
+    tiles = nsa_cdiv(pl->t1, pl->tokens_per_tile);
     per_item = tiles * pl->n2 / SELECT_MIN_ITEMS;
     per_item = per_item < 1 ? 1 : per_item > SELECT_ITEM_TILES ? SELECT_ITEM_TILES : per_item;
     pl->item_tokens = per_item * pl->tokens_per_tile;
-    chunks = (pl->t1 + pl->item_tokens - 1) / pl->item_tokens;
+    chunks = nsa_cdiv(pl->t1, pl->item_tokens);
     pl->items = chunks * pl->n2;
     pl->ntasks = pl->items ? nsa_worker_count(ctx, pl->items) : 0;
 
