@@ -30,13 +30,15 @@ static void *take(char *base, size_t *off, size_t floats)
     return p;
 }
 
-/* The one scratch layout: carves `base` (NULL: only sizes it) and returns its bytes. */
-static size_t layout(char *base, size_t mm, size_t dd, size_t vv, size_t kc, tile_scratch *t)
+/* The one scratch layout: carves `base` (NULL: only sizes it) and returns its bytes. A tile of a
+ * group (fused only) needs no fp32 K or V chunk: only the 16 rows the few-row path widens. */
+static size_t layout(char *base, size_t mm, size_t dd, size_t vv, size_t kc, int fused_only,
+                     tile_scratch *t)
 {
     size_t off = 0;
     t->q = (float *)take(base, &off, mm * dd);
-    t->k = (float *)take(base, &off, dd * (kc > 16 ? kc : 16));
-    t->v = (float *)take(base, &off, kc * vv);
+    t->k = (float *)take(base, &off, dd * (kc > 16 && !fused_only ? kc : 16));
+    t->v = (float *)take(base, &off, fused_only ? 0 : kc * vv);
     t->s = (float *)take(base, &off, mm * kc);
     t->o = (float *)take(base, &off, mm * vv);
     t->mx = (float *)take(base, &off, mm);
@@ -45,18 +47,31 @@ static size_t layout(char *base, size_t mm, size_t dd, size_t vv, size_t kc, til
     return off;
 }
 
-size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk)
+static size_t scratch_bytes(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk, int fused_only)
 {
     tile_scratch t;
     return layout(NULL, (size_t)(m > 0 ? m : 1), (size_t)(d > 0 ? d : 1),
                   (size_t)(dv > 0 ? dv : 1),
-                  (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK), &t);
+                  (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK), fused_only, &t);
 }
 
-static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t kc)
+size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk)
+{
+    return scratch_bytes(m, d, dv, kv_chunk, 0);
+}
+
+size_t nsa_attn_group_scratch_size(int32_t count, int32_t m, int32_t d, int32_t dv,
+                                   int32_t kv_chunk)
+{
+    const size_t one = scratch_bytes(m, d, dv, kv_chunk, 0);
+    const size_t group = (size_t)(count > 0 ? count : 1) * scratch_bytes(m, d, dv, kv_chunk, 1);
+    return one > group ? one : group;
+}
+
+static tile_scratch carve(void *base, int32_t m, int32_t d, int32_t dv, int32_t kc, int fused_only)
 {
     tile_scratch t;
-    layout((char *)base, (size_t)m, (size_t)d, (size_t)dv, (size_t)kc, &t);
+    layout((char *)base, (size_t)m, (size_t)d, (size_t)dv, (size_t)kc, fused_only, &t);
     return t;
 }
 
@@ -222,41 +237,65 @@ static void apply_hooks(const nsa_attn_tile *tile, int32_t b, int32_t j0, int32_
         tile->mask_hook(tile, b, blk->kv_start + j0, n, s, lds);
 }
 
-/* The few-row path (see attn_fused.c): no BLAS, K and V read in place. A chunk of up to kc keys
- * may span blocks (the pages of a paged cache), so that the loops switch between K and V once
- * per kc keys: each switch restarts the hardware prefetchers' streams, and bf16 decode from DRAM
- * ran at 20-21 GB/s on one thread with 128-key chunks, 23-26 with 1024. */
-static void run_fused(const nsa_attn_tile *tile, tile_scratch *sc, const uint16_t *qb, int32_t kc)
+/* The few-row path (see attn_fused.c) for `count` tiles with the same blocks' lengths: no BLAS,
+ * K and V read in place. A chunk of up to kc keys may span blocks (the pages of a paged cache),
+ * so that the loops switch between K and V once per kc keys: each switch restarts the hardware
+ * prefetchers' streams, and bf16 decode from DRAM ran at 20-21 GB/s on one thread with 128-key
+ * chunks, 23-26 with 1024. Each piece of a chunk is read for every tile before the next piece,
+ * so tiles whose keys lie side by side (the kv heads of a page) are read in address order. */
+/* The block read after block b of tile t, which the loops prefetch into: the next tile's, or
+ * the first tile's next block. */
+static const nsa_kv_block *read_next(const nsa_attn_tile *tiles, int32_t count, int32_t t,
+                                     int32_t b)
 {
-    int32_t b = 0, j = 0; /* the next key: row j of block b */
-    while (b < tile->nblocks) {
+    if (t + 1 < count)
+        return &tiles[t + 1].blocks[b];
+    return b + 1 < tiles[0].nblocks ? &tiles[0].blocks[b + 1] : NULL;
+}
+
+static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *sc,
+                      const uint16_t *const *qb, int32_t kc)
+{
+    const nsa_attn_tile *lead = &tiles[0]; /* every tile's blocks have its lengths */
+    int32_t b = 0, j = 0;                  /* the next key: row j of block b */
+    int32_t t;
+    while (b < lead->nblocks) {
         const int32_t b0 = b, j0 = j;
         int32_t n = 0, done, pb, pj;
         /* scores of the chunk's pieces, block by block; the loops prefetch as they go, into
          * the next block too */
-        for (; b < tile->nblocks && n < kc; b++, j = 0) {
-            const nsa_kv_block *blk = &tile->blocks[b];
-            const int32_t len = blk->len - j < kc - n ? blk->len - j : kc - n;
+        for (; b < lead->nblocks && n < kc; b++, j = 0) {
+            const int32_t blen = lead->blocks[b].len;
+            const int32_t len = blen - j < kc - n ? blen - j : kc - n;
             if (len > 0) {
-                nsa_fused_scores(tile, sc->q, qb, blk, b + 1 < tile->nblocks ? blk + 1 : NULL, j,
-                                 len, sc->s + n, kc, sc->k);
-                apply_hooks(tile, b, j, len, sc->s + n, kc);
+                for (t = 0; t < count; t++) {
+                    const nsa_attn_tile *tile = &tiles[t];
+                    const nsa_kv_block *blk = &tile->blocks[b];
+                    nsa_fused_scores(tile, sc[t].q, qb[t], blk, read_next(tiles, count, t, b), j,
+                                     len, sc[t].s + n, kc, sc[t].k);
+                    apply_hooks(tile, b, j, len, sc[t].s + n, kc);
+                }
                 n += len;
                 j += len;
             }
-            if (j < blk->len)
+            if (j < blen)
                 break; /* the chunk is full inside this block */
         }
         if (n == 0)
             break;
-        softmax_update(tile, n, kc, sc);
+        for (t = 0; t < count; t++)
+            softmax_update(&tiles[t], n, kc, &sc[t]);
         /* P.V over the same pieces */
         for (pb = b0, pj = j0, done = 0; done < n; pb++, pj = 0) {
-            const nsa_kv_block *blk = &tile->blocks[pb];
-            const int32_t len = blk->len - pj < n - done ? blk->len - pj : n - done;
+            const int32_t blen = lead->blocks[pb].len;
+            const int32_t len = blen - pj < n - done ? blen - pj : n - done;
             if (len > 0) {
-                nsa_fused_accumulate(tile, sc->s + done, kc, blk,
-                                     pb + 1 < tile->nblocks ? blk + 1 : NULL, pj, len, sc->o);
+                for (t = 0; t < count; t++) {
+                    const nsa_attn_tile *tile = &tiles[t];
+                    const nsa_kv_block *blk = &tile->blocks[pb];
+                    nsa_fused_accumulate(tile, sc[t].s + done, kc, blk,
+                                         read_next(tiles, count, t, pb), pj, len, sc[t].o);
+                }
                 done += len;
             }
         }
@@ -285,24 +324,59 @@ static void run_blas(const nsa_attn_tile *tile, tile_scratch *sc, int32_t kc)
     }
 }
 
+/* Packed queries, empty statistics and accumulator. */
+static void start_tile(const nsa_attn_tile *tile, tile_scratch *sc)
+{
+    int32_t r;
+    for (r = 0; r < tile->m; r++) {
+        nsa_load_f32(tile->q_rows[r], tile->q_dtype, tile->q_col_stride,
+                     sc->q + (size_t)r * (size_t)tile->d, tile->d);
+        sc->mx[r] = -INFINITY;
+        sc->sum[r] = 0.0f;
+    }
+    memset(sc->o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
+}
+
 void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 {
     const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
-    tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc);
-    int32_t r;
-
-    for (r = 0; r < tile->m; r++) {
-        nsa_load_f32(tile->q_rows[r], tile->q_dtype, tile->q_col_stride,
-                     sc.q + (size_t)r * (size_t)tile->d, tile->d);
-        sc.mx[r] = -INFINITY;
-        sc.sum[r] = 0.0f;
-    }
-    memset(sc.o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
+    tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc, 0);
+    start_tile(tile, &sc);
     if (nsa_fused_usable(tile)) {
-        run_fused(tile, &sc, nsa_fused_prepare(tile, sc.q, sc.qb), kc);
+        const uint16_t *qb = nsa_fused_prepare(tile, sc.q, sc.qb);
+        run_fused(tile, 1, &sc, &qb, kc);
         nsa_fused_finish(tile, sc.o);
     } else {
         run_blas(tile, &sc, kc);
     }
     finish(tile, &sc);
+}
+
+void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch)
+{
+    const int32_t kc = tiles[0].kv_chunk > 0 ? tiles[0].kv_chunk : NSA_ATTN_KV_CHUNK;
+    tile_scratch sc[NSA_ATTN_MAX_GROUP];
+    const uint16_t *qb[NSA_ATTN_MAX_GROUP];
+    size_t per;
+    int32_t t;
+    for (t = 0; t < count; t++)
+        if (!nsa_fused_usable(&tiles[t]))
+            break;
+    if (count == 1 || t < count) { /* BLAS tiles gain nothing from the lockstep */
+        for (t = 0; t < count; t++)
+            nsa_attn_tile_run(&tiles[t], scratch);
+        return;
+    }
+    per = scratch_bytes(tiles[0].m, tiles[0].d, tiles[0].dv, kc, 1);
+    for (t = 0; t < count; t++) {
+        sc[t] = carve((char *)scratch + (size_t)t * per, tiles[t].m, tiles[t].d, tiles[t].dv, kc,
+                      1);
+        start_tile(&tiles[t], &sc[t]);
+        qb[t] = nsa_fused_prepare(&tiles[t], sc[t].q, sc[t].qb);
+    }
+    run_fused(tiles, count, sc, qb, kc);
+    for (t = 0; t < count; t++) {
+        nsa_fused_finish(&tiles[t], sc[t].o);
+        finish(&tiles[t], &sc[t]);
+    }
 }

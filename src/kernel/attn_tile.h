@@ -104,4 +104,18 @@ NSA_INTERNAL size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int3
 /* Run one tile. `scratch` is 64-byte aligned and at least nsa_attn_scratch_size() bytes. */
 NSA_INTERNAL void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch);
 
+/* The most tiles nsa_attn_group_run takes. */
+#define NSA_ATTN_MAX_GROUP 16
+
+/* Bytes of scratch nsa_attn_group_run needs for `count` tiles of at most `m` rows. */
+NSA_INTERNAL size_t nsa_attn_group_scratch_size(int32_t count, int32_t m, int32_t d, int32_t dv,
+                                                int32_t kv_chunk);
+
+/* Run 1..NSA_ATTN_MAX_GROUP tiles that share m, d, dv, kv_chunk, kv_dtype and the lengths of
+ * their blocks (the kv heads of one stretch of keys), with the results of nsa_attn_tile_run on
+ * each. Few-row tiles run in lockstep: each piece of keys is read for every tile before the
+ * next piece, so a cache that stores the tiles' keys side by side (the kv heads of a page) is
+ * read in address order. `scratch`: nsa_attn_group_scratch_size() bytes, 64-byte aligned. */
+NSA_INTERNAL void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch);
+
 #endif /* NSA_KERNEL_ATTN_TILE_H */

@@ -43,174 +43,186 @@ static int masked(const kcase *kc, int64_t q_start, int r, int64_t kv)
     return kv > r + q_start || (kc->mask == 2 && r % 5 == 3);
 }
 
-static void run_case(const kcase *kc, uint64_t seed, int builtin)
+/* One tile with its data: queries, K/V blocks laid out back to back (logical keys numbered
+ * consecutively), outputs and statistics, and the float values the reference reads. */
+typedef struct kfixture {
+    const kcase *kc;
+    int lens[8], total;
+    int64_t q_start;
+    float *qf, *kf, *vf, *kscale, *vscale, *koff, *voff;
+    void *kraw, *vraw, *out, *qraw;
+    const void **qrows;
+    void **orows;
+    nsa_kv_block blocks[8];
+    nsa_attn_tile tile;
+    float *rmax, *rsum, *rlse;
+} kfixture;
+
+/* Block lengths from `lens_seed`, values from `seed` (the same stream when they are equal), so
+ * that tiles of a group can share lengths and differ in data. */
+static void make_case(kfixture *f, const kcase *kc, uint64_t seed, uint64_t lens_seed)
 {
     test_rng rng;
     const int cs = kc->col_stride;
     const float scale = 0.3f;
     const nsa_dtype kvt = kc->kv_dtype;
     const size_t kes = nsa_dtype_size(kvt);
-    int lens[8], total = 0, b, r, j, c;
-    int64_t q_start = 5;
-    float *qf, *kf, *vf, *kscale, *vscale, *koff, *voff;
-    void *kraw, *vraw, *out, *qraw = NULL;
-    const void **qrows;
-    void **orows;
-    nsa_kv_block blocks[8];
-    nsa_attn_tile tile;
-    float *rmax, *rsum, *rlse;
-    void *scratch;
-    double *ref;
-    float *got;
+    int b, r, j, c;
+    nsa_attn_tile *tile = &f->tile;
 
-    test_rng_seed(&rng, seed);
+    memset(f, 0, sizeof *f);
+    f->kc = kc;
+    f->q_start = 5;
+    test_rng_seed(&rng, lens_seed);
     for (b = 0; b < kc->nblocks; b++) {
-        lens[b] = (int)test_rng_int(&rng, 1, 150);
-        total += lens[b];
+        f->lens[b] = (int)test_rng_int(&rng, 1, 150);
+        f->total += f->lens[b];
     }
-    qf = calloc((size_t)kc->m * kc->d * cs, sizeof(float));
-    kf = calloc((size_t)total * kc->d * cs, sizeof(float));
-    vf = calloc((size_t)total * kc->dv * cs, sizeof(float));
-    kscale = malloc(sizeof(float) * kc->d);
-    koff = malloc(sizeof(float) * kc->d);
-    vscale = malloc(sizeof(float) * kc->dv);
-    voff = malloc(sizeof(float) * kc->dv);
+    if (seed != lens_seed)
+        test_rng_seed(&rng, seed);
+    f->qf = calloc((size_t)kc->m * kc->d * cs, sizeof(float));
+    f->kf = calloc((size_t)f->total * kc->d * cs, sizeof(float));
+    f->vf = calloc((size_t)f->total * kc->dv * cs, sizeof(float));
+    f->kscale = malloc(sizeof(float) * kc->d);
+    f->koff = malloc(sizeof(float) * kc->d);
+    f->vscale = malloc(sizeof(float) * kc->dv);
+    f->voff = malloc(sizeof(float) * kc->dv);
     for (c = 0; c < kc->d; c++) {
-        kscale[c] = test_rng_uniform(&rng, 0.005f, 0.02f);
-        koff[c] = test_rng_uniform(&rng, -3.0f, 3.0f);
+        f->kscale[c] = test_rng_uniform(&rng, 0.005f, 0.02f);
+        f->koff[c] = test_rng_uniform(&rng, -3.0f, 3.0f);
     }
     for (c = 0; c < kc->dv; c++) {
-        vscale[c] = test_rng_uniform(&rng, 0.005f, 0.02f);
-        voff[c] = test_rng_uniform(&rng, -3.0f, 3.0f);
+        f->vscale[c] = test_rng_uniform(&rng, 0.005f, 0.02f);
+        f->voff[c] = test_rng_uniform(&rng, -3.0f, 3.0f);
     }
     for (r = 0; r < kc->m * kc->d; r++)
-        qf[(size_t)r * cs] = test_rng_uniform(&rng, -1.0f, 1.0f);
+        f->qf[(size_t)r * cs] = test_rng_uniform(&rng, -1.0f, 1.0f);
     if (kc->q_dtype == NSA_DTYPE_BF16) {
-        test_round_to_dtype(qf, (int64_t)kc->m * kc->d * cs, NSA_DTYPE_BF16);
-        qraw = test_to_dtype(qf, (int64_t)kc->m * kc->d * cs, NSA_DTYPE_BF16);
+        test_round_to_dtype(f->qf, (int64_t)kc->m * kc->d * cs, NSA_DTYPE_BF16);
+        f->qraw = test_to_dtype(f->qf, (int64_t)kc->m * kc->d * cs, NSA_DTYPE_BF16);
     }
     /* K, V values: in int8 cases integers, else random reals rounded to the dtype. */
-    kraw = calloc((size_t)total * kc->d * cs, kes);
-    vraw = calloc((size_t)total * kc->dv * cs, kes);
-    for (j = 0; j < total * kc->d; j++) {
+    f->kraw = calloc((size_t)f->total * kc->d * cs, kes);
+    f->vraw = calloc((size_t)f->total * kc->dv * cs, kes);
+    for (j = 0; j < f->total * kc->d; j++) {
         float x = kvt == NSA_DTYPE_I8 ? (float)test_rng_int(&rng, -128, 127)
                                       : test_rng_uniform(&rng, -1.0f, 1.0f);
-        kf[(size_t)j * cs] = x;
+        f->kf[(size_t)j * cs] = x;
     }
-    for (j = 0; j < total * kc->dv; j++) {
+    for (j = 0; j < f->total * kc->dv; j++) {
         float x = kvt == NSA_DTYPE_I8 ? (float)test_rng_int(&rng, -128, 127)
                                       : test_rng_uniform(&rng, -1.0f, 1.0f);
-        vf[(size_t)j * cs] = x;
+        f->vf[(size_t)j * cs] = x;
     }
     if (kvt == NSA_DTYPE_I8) {
-        for (j = 0; j < total * kc->d * cs; j++)
-            ((int8_t *)kraw)[j] = (int8_t)kf[j];
-        for (j = 0; j < total * kc->dv * cs; j++)
-            ((int8_t *)vraw)[j] = (int8_t)vf[j];
+        for (j = 0; j < f->total * kc->d * cs; j++)
+            ((int8_t *)f->kraw)[j] = (int8_t)f->kf[j];
+        for (j = 0; j < f->total * kc->dv * cs; j++)
+            ((int8_t *)f->vraw)[j] = (int8_t)f->vf[j];
     } else {
-        assert_int_equal(nsa_convert(kf, NSA_DTYPE_F32, 1, kraw, kvt, 1,
-                                     (int64_t)total * kc->d * cs, NSA_ROUND_NEAREST_EVEN),
+        assert_int_equal(nsa_convert(f->kf, NSA_DTYPE_F32, 1, f->kraw, kvt, 1,
+                                     (int64_t)f->total * kc->d * cs, NSA_ROUND_NEAREST_EVEN),
                          NSA_SUCCESS);
-        assert_int_equal(nsa_convert(vf, NSA_DTYPE_F32, 1, vraw, kvt, 1,
-                                     (int64_t)total * kc->dv * cs, NSA_ROUND_NEAREST_EVEN),
+        assert_int_equal(nsa_convert(f->vf, NSA_DTYPE_F32, 1, f->vraw, kvt, 1,
+                                     (int64_t)f->total * kc->dv * cs, NSA_ROUND_NEAREST_EVEN),
                          NSA_SUCCESS);
-        test_round_to_dtype(kf, (int64_t)total * kc->d * cs, kvt);
-        test_round_to_dtype(vf, (int64_t)total * kc->dv * cs, kvt);
+        test_round_to_dtype(f->kf, (int64_t)f->total * kc->d * cs, kvt);
+        test_round_to_dtype(f->vf, (int64_t)f->total * kc->dv * cs, kvt);
     }
 
-    qrows = malloc(sizeof(void *) * kc->m);
-    orows = malloc(sizeof(void *) * kc->m);
-    out = calloc((size_t)kc->m * kc->dv * cs, nsa_dtype_size(kc->o_dtype));
+    f->qrows = malloc(sizeof(void *) * kc->m);
+    f->orows = malloc(sizeof(void *) * kc->m);
+    f->out = calloc((size_t)kc->m * kc->dv * cs, nsa_dtype_size(kc->o_dtype));
     for (r = 0; r < kc->m; r++) {
-        qrows[r] = qraw ? (const void *)((uint16_t *)qraw + (size_t)r * kc->d * cs)
-                        : (const void *)(qf + (size_t)r * kc->d * cs);
-        orows[r] = (char *)out + (size_t)r * kc->dv * cs * nsa_dtype_size(kc->o_dtype);
+        f->qrows[r] = f->qraw ? (const void *)((uint16_t *)f->qraw + (size_t)r * kc->d * cs)
+                              : (const void *)(f->qf + (size_t)r * kc->d * cs);
+        f->orows[r] = (char *)f->out + (size_t)r * kc->dv * cs * nsa_dtype_size(kc->o_dtype);
     }
-    /* Blocks are laid out back to back; logical keys are numbered consecutively. */
     {
         int start = 0;
         for (b = 0; b < kc->nblocks; b++) {
-            blocks[b].k = (char *)kraw + (size_t)start * kc->d * cs * kes;
-            blocks[b].v = (char *)vraw + (size_t)start * kc->dv * cs * kes;
-            blocks[b].k_row_stride = (int64_t)kc->d * cs;
-            blocks[b].k_col_stride = cs;
-            blocks[b].v_row_stride = (int64_t)kc->dv * cs;
-            blocks[b].v_col_stride = cs;
-            blocks[b].kv_start = start;
-            blocks[b].len = lens[b];
-            blocks[b].flags = NSA_KV_BLOCK_PARTIAL;
-            start += lens[b];
+            nsa_kv_block *blk = &f->blocks[b];
+            blk->k = (char *)f->kraw + (size_t)start * kc->d * cs * kes;
+            blk->v = (char *)f->vraw + (size_t)start * kc->dv * cs * kes;
+            blk->k_row_stride = (int64_t)kc->d * cs;
+            blk->k_col_stride = cs;
+            blk->v_row_stride = (int64_t)kc->dv * cs;
+            blk->v_col_stride = cs;
+            blk->kv_start = start;
+            blk->len = f->lens[b];
+            blk->flags = NSA_KV_BLOCK_PARTIAL;
+            start += f->lens[b];
         }
     }
-    rmax = malloc(sizeof(float) * kc->m);
-    rsum = malloc(sizeof(float) * kc->m);
-    rlse = malloc(sizeof(float) * kc->m);
-    memset(&tile, 0, sizeof tile);
-    tile.m = kc->m;
-    tile.q_rows = qrows;
-    tile.q_col_stride = cs;
-    tile.q_dtype = qraw ? NSA_DTYPE_BF16 : NSA_DTYPE_F32;
-    tile.d = kc->d;
-    tile.dv = kc->dv;
-    tile.scale = scale;
-    tile.kv_dtype = kvt;
-    tile.k_dequant.scale = kscale;
-    tile.k_dequant.scale_stride = 1;
-    tile.k_dequant.offset = koff;
-    tile.k_dequant.offset_stride = 1;
-    tile.v_dequant.scale = vscale;
-    tile.v_dequant.scale_stride = 1;
-    tile.v_dequant.offset = voff;
-    tile.v_dequant.offset_stride = 1;
-    tile.blocks = blocks;
-    tile.nblocks = kc->nblocks;
-    tile.kv_chunk = kc->chunk;
-    tile.mask_hook = kc->mask ? mask_hook : NULL;
-    tile.user = (void *)kc;
-    tile.q_start = q_start;
-    tile.o_rows = orows;
-    tile.o_col_stride = cs;
-    tile.o_dtype = kc->o_dtype;
-    tile.row_max = rmax;
-    tile.row_sum = rsum;
-    tile.row_lse = rlse;
-    scratch = NULL;
-    assert_int_equal(posix_memalign(&scratch, 64, nsa_attn_scratch_size(kc->m, kc->d, kc->dv,
-                                                                        kc->chunk)),
-                     0);
-    nsa_blas_force_builtin(builtin);
-    nsa_attn_tile_run(&tile, scratch);
-    nsa_blas_force_builtin(0);
+    f->rmax = malloc(sizeof(float) * kc->m);
+    f->rsum = malloc(sizeof(float) * kc->m);
+    f->rlse = malloc(sizeof(float) * kc->m);
+    tile->m = kc->m;
+    tile->q_rows = f->qrows;
+    tile->q_col_stride = cs;
+    tile->q_dtype = f->qraw ? NSA_DTYPE_BF16 : NSA_DTYPE_F32;
+    tile->d = kc->d;
+    tile->dv = kc->dv;
+    tile->scale = scale;
+    tile->kv_dtype = kvt;
+    tile->k_dequant.scale = f->kscale;
+    tile->k_dequant.scale_stride = 1;
+    tile->k_dequant.offset = f->koff;
+    tile->k_dequant.offset_stride = 1;
+    tile->v_dequant.scale = f->vscale;
+    tile->v_dequant.scale_stride = 1;
+    tile->v_dequant.offset = f->voff;
+    tile->v_dequant.offset_stride = 1;
+    tile->blocks = f->blocks;
+    tile->nblocks = kc->nblocks;
+    tile->kv_chunk = kc->chunk;
+    tile->mask_hook = kc->mask ? mask_hook : NULL;
+    tile->user = (void *)kc;
+    tile->q_start = f->q_start;
+    tile->o_rows = f->orows;
+    tile->o_col_stride = cs;
+    tile->o_dtype = kc->o_dtype;
+    tile->row_max = f->rmax;
+    tile->row_sum = f->rsum;
+    tile->row_lse = f->rlse;
+}
 
-    /* float64 reference */
-    ref = malloc(sizeof(double) * kc->m * kc->dv);
-    got = test_to_f32(out, (int64_t)kc->m * kc->dv * cs, kc->o_dtype);
+/* The tile's outputs and statistics against a float64 naive attention. */
+static void check_case(const kfixture *f)
+{
+    const kcase *kc = f->kc;
+    const int cs = kc->col_stride;
+    const nsa_dtype kvt = kc->kv_dtype;
+    const double scale = f->tile.scale;
+    double *ref = malloc(sizeof(double) * kc->m * kc->dv);
+    float *got = test_to_f32(f->out, (int64_t)kc->m * kc->dv * cs, kc->o_dtype);
+    int r, j, c;
     for (r = 0; r < kc->m; r++) {
         double mx = -INFINITY, sum = 0.0;
-        double *s = malloc(sizeof(double) * total);
+        double *s = malloc(sizeof(double) * f->total);
         double *o = ref + (size_t)r * kc->dv;
-        for (j = 0; j < total; j++) {
+        for (j = 0; j < f->total; j++) {
             double dot = 0.0;
             for (c = 0; c < kc->d; c++) {
-                double k = kf[((size_t)j * kc->d + c) * cs];
+                double k = f->kf[((size_t)j * kc->d + c) * cs];
                 if (kvt == NSA_DTYPE_I8)
-                    k = (k + koff[c]) * kscale[c];
-                dot += (double)qf[((size_t)r * kc->d + c) * cs] * k;
+                    k = (k + f->koff[c]) * f->kscale[c];
+                dot += (double)f->qf[((size_t)r * kc->d + c) * cs] * k;
             }
-            s[j] = masked(kc, q_start, r, j) ? -INFINITY : dot * scale;
+            s[j] = masked(kc, f->q_start, r, j) ? -INFINITY : dot * scale;
             if (s[j] > mx)
                 mx = s[j];
         }
         for (c = 0; c < kc->dv; c++)
             o[c] = 0.0;
         if (mx != -INFINITY) {
-            for (j = 0; j < total; j++) {
+            for (j = 0; j < f->total; j++) {
                 double p = exp(s[j] - mx);
                 sum += p;
                 for (c = 0; c < kc->dv; c++) {
-                    double v = vf[((size_t)j * kc->dv + c) * cs];
+                    double v = f->vf[((size_t)j * kc->dv + c) * cs];
                     if (kvt == NSA_DTYPE_I8)
-                        v = (v + voff[c]) * vscale[c];
+                        v = (v + f->voff[c]) * f->vscale[c];
                     o[c] += p * v;
                 }
             }
@@ -219,13 +231,14 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
         }
         /* statistics: relative 1e-5 (fp32 accumulation over <= 1200 terms) */
         if (mx == -INFINITY) {
-            assert_true(rmax[r] == -INFINITY);
-            assert_true(rsum[r] == 0.0f);
-            assert_true(rlse[r] == -INFINITY);
+            assert_true(f->rmax[r] == -INFINITY);
+            assert_true(f->rsum[r] == 0.0f);
+            assert_true(f->rlse[r] == -INFINITY);
         } else {
-            assert_true(fabs(rmax[r] - mx) <= 1e-5 * fmax(1.0, fabs(mx)));
-            assert_true(fabs(rsum[r] - sum) <= 1e-5 * sum);
-            assert_true(fabs(rlse[r] - (mx + log(sum))) <= 1e-5 * fmax(1.0, fabs(mx + log(sum))));
+            assert_true(fabs(f->rmax[r] - mx) <= 1e-5 * fmax(1.0, fabs(mx)));
+            assert_true(fabs(f->rsum[r] - sum) <= 1e-5 * sum);
+            assert_true(fabs(f->rlse[r] - (mx + log(sum))) <=
+                        1e-5 * fmax(1.0, fabs(mx + log(sum))));
         }
         free(s);
     }
@@ -258,23 +271,42 @@ static void run_case(const kcase *kc, uint64_t seed, int builtin)
     }
     free(ref);
     free(got);
+}
+
+static void free_case(kfixture *f)
+{
+    free(f->rmax);
+    free(f->rsum);
+    free(f->rlse);
+    free(f->qrows);
+    free(f->orows);
+    free(f->out);
+    free(f->qf);
+    free(f->qraw);
+    free(f->kf);
+    free(f->vf);
+    free(f->kraw);
+    free(f->vraw);
+    free(f->kscale);
+    free(f->koff);
+    free(f->vscale);
+    free(f->voff);
+}
+
+static void run_case(const kcase *kc, uint64_t seed, int builtin)
+{
+    kfixture f;
+    void *scratch = NULL;
+    make_case(&f, kc, seed, seed);
+    assert_int_equal(posix_memalign(&scratch, 64, nsa_attn_scratch_size(kc->m, kc->d, kc->dv,
+                                                                        kc->chunk)),
+                     0);
+    nsa_blas_force_builtin(builtin);
+    nsa_attn_tile_run(&f.tile, scratch);
+    nsa_blas_force_builtin(0);
+    check_case(&f);
     free(scratch);
-    free(rmax);
-    free(rsum);
-    free(rlse);
-    free(qrows);
-    free(orows);
-    free(out);
-    free(qf);
-    free(qraw);
-    free(kf);
-    free(vf);
-    free(kraw);
-    free(vraw);
-    free(kscale);
-    free(koff);
-    free(vscale);
-    free(voff);
+    free_case(&f);
 }
 
 static const kcase k_cases[] = {
@@ -326,6 +358,59 @@ static void few_row_tiles(void **state)
     for (i = 0; i < sizeof few_row_cases / sizeof few_row_cases[0]; i++)
         for (rep = 0; rep < 3; rep++)
             run_case(&few_row_cases[i], 5000u * (i + 1) + (uint64_t)rep, 0);
+}
+
+/* Tiles run in lockstep (nsa_attn_group_run: the kv heads of a page) against the float64
+ * reference, and bit for bit the same as each tile run alone (incre_flash_attention's result
+ * must not depend on how many heads a worker groups). Each tile has its own data; the blocks'
+ * lengths are shared. Cases: several chunks per block and chunks ending inside blocks, masks,
+ * bf16 / int8 / f32 K/V, and rows beyond the few-row path (the BLAS fallback). */
+static const kcase group_cases[] = {
+    {4, 128, 128, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
+    {4, 128, 128, 4, 96, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
+    {3, 48, 80, 3, 32, NSA_DTYPE_F32, NSA_DTYPE_BF16, 1, 2, NSA_DTYPE_F32},
+    {1, 64, 64, 2, 1024, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
+    {20, 64, 64, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+};
+
+static void group_lockstep(void **state)
+{
+    enum { COUNT = 5 };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof group_cases / sizeof group_cases[0]; i++) {
+        const kcase *kc = &group_cases[i];
+        const size_t obytes = (size_t)kc->m * kc->dv * nsa_dtype_size(kc->o_dtype);
+        kfixture f[COUNT];
+        nsa_attn_tile tiles[COUNT];
+        void *scratch = NULL, *saved = malloc(obytes);
+        float stats[3 * 32];
+        int t;
+        for (t = 0; t < COUNT; t++) {
+            make_case(&f[t], kc, 9000u * (i + 1) + (uint64_t)t, 77u + i);
+            tiles[t] = f[t].tile;
+        }
+        assert_int_equal(posix_memalign(&scratch, 64,
+                                        nsa_attn_group_scratch_size(COUNT, kc->m, kc->d, kc->dv,
+                                                                    kc->chunk)),
+                         0);
+        nsa_attn_group_run(tiles, COUNT, scratch);
+        for (t = 0; t < COUNT; t++) {
+            check_case(&f[t]);
+            memcpy(saved, f[t].out, obytes);
+            memcpy(stats, f[t].rmax, sizeof(float) * kc->m);
+            memcpy(stats + 32, f[t].rsum, sizeof(float) * kc->m);
+            memcpy(stats + 64, f[t].rlse, sizeof(float) * kc->m);
+            nsa_attn_tile_run(&f[t].tile, scratch); /* the group scratch covers one tile */
+            assert_memory_equal(saved, f[t].out, obytes);
+            assert_memory_equal(stats, f[t].rmax, sizeof(float) * kc->m);
+            assert_memory_equal(stats + 32, f[t].rsum, sizeof(float) * kc->m);
+            assert_memory_equal(stats + 64, f[t].rlse, sizeof(float) * kc->m);
+            free_case(&f[t]);
+        }
+        free(scratch);
+        free(saved);
+    }
 }
 
 /* The path choice itself: few rows, channel multiples of 16, unit channel strides. */
@@ -511,6 +596,7 @@ int main(void)
         cmocka_unit_test(randomized_cases),
         cmocka_unit_test(few_row_tiles),
         cmocka_unit_test(few_row_path_choice),
+        cmocka_unit_test(group_lockstep),
         cmocka_unit_test(empty_rows),
         cmocka_unit_test(broadcast_and_overlapping_rows),
         cmocka_unit_test(vexp_accuracy),
