@@ -584,6 +584,9 @@ static nsa_status run_call(call *cl, const icase *c, nsa_context *ctx)
                                      &cl->out.t);
 }
 
+/* The context check_case runs on (NULL: the default one). */
+static nsa_context *g_check_ctx;
+
 static void check_case(const icase *c, uint64_t seed)
 {
     idata g;
@@ -596,7 +599,7 @@ static void check_case(const icase *c, uint64_t seed)
     build(&cl, &g);
     ref = (double *)malloc(sizeof(double) * (size_t)c->B * c->N * c->D);
     reference(&g, ref);
-    st = run_call(&cl, c, NULL);
+    st = run_call(&cl, c, g_check_ctx);
     snprintf(what, sizeof what,
              "seed %llu B%d N%d kvN%d D%d S%d layout %s %s form %d bs %d int8 %d quant %d mask "
              "%d pse %d asl %d pad %d strided %d",
@@ -870,8 +873,8 @@ static void reliability(void **state)
     (void)state;
     u->c = base_case();
     u->c.B = 1;
-    u->c.N = 8;
-    u->c.kvN = 2;
+    u->c.N = 16;
+    u->c.kvN = 8; /* 8 or more tasks: kv heads in lockstep pairs or fours on one thread */
     u->c.S = 2500; /* split into chunks */
     u->c.kv_form = KV_PAGED3;
     u->c.block_size = 64;
@@ -1589,6 +1592,41 @@ static void wide_groups(void **state)
     check_case(&c, 301);
 }
 
+/* Sequences long enough that a worker runs several kv heads in lockstep (nsa_attn_group_run:
+ * paged caches and BSH/BSND rows, where the heads of a token lie side by side): on one thread,
+ * 8 kv heads x 1-2 chunks per batch run in groups of 2-8. Against the reference; the
+ * reliability test checks that the grouping (it depends on the thread count) never changes a
+ * bit. */
+static void lockstep_heads(void **state)
+{
+    static const int forms[3] = {KV_PAGED4, KV_PAGED3, KV_BATCH};
+    nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
+    int i;
+    (void)state;
+    cfg.num_threads = 1;
+    assert_int_equal(nsa_context_create(&cfg, &g_check_ctx), NSA_SUCCESS);
+    for (i = 0; i < 3; i++) {
+        icase c = base_case();
+        c.B = 2;
+        c.N = 16;
+        c.kvN = 8;
+        c.D = 32;
+        c.S = 2600;
+        c.dt = i == 1 ? NSA_DTYPE_F16 : NSA_DTYPE_BF16;
+        c.kv_form = forms[i];
+        c.layout = i == 2 ? NSA_LAYOUT_BSH : NSA_LAYOUT_BNSD;
+        if (i < 2) {
+            c.block_size = 128;
+            c.asl = 2;
+        }
+        c.int8 = i == 1 ? 2 : 0;
+        c.mask = i == 2 ? 1 : 0;
+        check_case(&c, 400 + (uint64_t)i);
+    }
+    nsa_context_destroy(g_check_ctx);
+    g_check_ctx = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1597,6 +1635,7 @@ int main(void)
         cmocka_unit_test(reliability),           cmocka_unit_test(workspace_query),
         cmocka_unit_test(validation_bases_run),  cmocka_unit_test(validation_errors),
         cmocka_unit_test(empty_and_nan),         cmocka_unit_test(wide_groups),
+        cmocka_unit_test(lockstep_heads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
