@@ -237,12 +237,6 @@ static void apply_hooks(const nsa_attn_tile *tile, int32_t b, int32_t j0, int32_
         tile->mask_hook(tile, b, blk->kv_start + j0, n, s, lds);
 }
 
-/* The few-row path (see attn_fused.c) for `count` tiles with the same blocks' lengths: no BLAS,
- * K and V read in place. A chunk of up to kc keys may span blocks (the pages of a paged cache),
- * so that the loops switch between K and V once per kc keys: each switch restarts the hardware
- * prefetchers' streams, and bf16 decode from DRAM ran at 20-21 GB/s on one thread with 128-key
- * chunks, 23-26 with 1024. Each piece of a chunk is read for every tile before the next piece,
- * so tiles whose keys lie side by side (the kv heads of a page) are read in address order. */
 /* The block read after block b of tile t, which the loops prefetch into: the next tile's, or
  * the first tile's next block. */
 static const nsa_kv_block *read_next(const nsa_attn_tile *tiles, int32_t count, int32_t t,
@@ -253,6 +247,12 @@ static const nsa_kv_block *read_next(const nsa_attn_tile *tiles, int32_t count, 
     return b + 1 < tiles[0].nblocks ? &tiles[0].blocks[b + 1] : NULL;
 }
 
+/* The few-row path (see attn_fused.c) for `count` tiles with the same blocks' lengths: no BLAS,
+ * K and V read in place. A chunk of up to kc keys may span blocks (the pages of a paged cache),
+ * so that the loops switch between K and V once per kc keys: each switch restarts the hardware
+ * prefetchers' streams, and bf16 decode from DRAM ran at 20-21 GB/s on one thread with 128-key
+ * chunks, 23-26 with 1024. Each piece of a chunk is read for every tile before the next piece,
+ * so tiles whose keys lie side by side (the kv heads of a page) are read in address order. */
 static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *sc,
                       const uint16_t *const *qb, int32_t kc)
 {
