@@ -356,7 +356,7 @@ void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch
 {
     const int32_t kc = tiles[0].kv_chunk > 0 ? tiles[0].kv_chunk : NSA_ATTN_KV_CHUNK;
     tile_scratch sc[NSA_ATTN_MAX_GROUP];
-    const uint16_t *qb[NSA_ATTN_MAX_GROUP];
+    const uint16_t *qb[NSA_ATTN_MAX_GROUP] = {NULL}; /* set below; gcc -O2 cannot tell */
     size_t per;
     int32_t t;
     for (t = 0; t < count; t++)
