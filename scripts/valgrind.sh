@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build=${1:-build-valgrind}
+mkdir -p "$build" && build=$(cd "$build" && pwd) # absolute: the select runs below cd into it
 filter=${2:-}
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSA_WERROR=ON >/dev/null
