@@ -337,40 +337,15 @@ static void start_tile(const nsa_attn_tile *tile, tile_scratch *sc)
     memset(sc->o, 0, (size_t)tile->m * (size_t)tile->dv * sizeof(float));
 }
 
-void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
+/* 1..NSA_ATTN_MAX_GROUP few-row tiles in lockstep, each with its own fused-only scratch. */
+static void fused_tiles(const nsa_attn_tile *tiles, int32_t count, char *scratch, int32_t kc)
 {
-    const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
-    tile_scratch sc = carve(scratch, tile->m, tile->d, tile->dv, kc, 0);
-    start_tile(tile, &sc);
-    if (nsa_fused_usable(tile)) {
-        const uint16_t *qb = nsa_fused_prepare(tile, sc.q, sc.qb);
-        run_fused(tile, 1, &sc, &qb, kc);
-        nsa_fused_finish(tile, sc.o);
-    } else {
-        run_blas(tile, &sc, kc);
-    }
-    finish(tile, &sc);
-}
-
-void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch)
-{
-    const int32_t kc = tiles[0].kv_chunk > 0 ? tiles[0].kv_chunk : NSA_ATTN_KV_CHUNK;
+    const size_t per = scratch_bytes(tiles[0].m, tiles[0].d, tiles[0].dv, kc, 1);
     tile_scratch sc[NSA_ATTN_MAX_GROUP];
     const uint16_t *qb[NSA_ATTN_MAX_GROUP] = {NULL}; /* set below; gcc -O2 cannot tell */
-    size_t per;
     int32_t t;
-    for (t = 0; t < count; t++)
-        if (!nsa_fused_usable(&tiles[t]))
-            break;
-    if (count == 1 || t < count) { /* BLAS tiles gain nothing from the lockstep */
-        for (t = 0; t < count; t++)
-            nsa_attn_tile_run(&tiles[t], scratch);
-        return;
-    }
-    per = scratch_bytes(tiles[0].m, tiles[0].d, tiles[0].dv, kc, 1);
     for (t = 0; t < count; t++) {
-        sc[t] = carve((char *)scratch + (size_t)t * per, tiles[t].m, tiles[t].d, tiles[t].dv, kc,
-                      1);
+        sc[t] = carve(scratch + (size_t)t * per, tiles[t].m, tiles[t].d, tiles[t].dv, kc, 1);
         start_tile(&tiles[t], &sc[t]);
         qb[t] = nsa_fused_prepare(&tiles[t], sc[t].q, sc[t].qb);
     }
@@ -379,4 +354,33 @@ void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch
         nsa_fused_finish(&tiles[t], sc[t].o);
         finish(&tiles[t], &sc[t]);
     }
+}
+
+void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
+{
+    const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
+    tile_scratch sc;
+    if (nsa_fused_usable(tile)) {
+        fused_tiles(tile, 1, (char *)scratch, kc);
+        return;
+    }
+    sc = carve(scratch, tile->m, tile->d, tile->dv, kc, 0);
+    start_tile(tile, &sc);
+    run_blas(tile, &sc, kc);
+    finish(tile, &sc);
+}
+
+void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch)
+{
+    int32_t t;
+    for (t = 0; t < count; t++)
+        if (!nsa_fused_usable(&tiles[t]))
+            break;
+    if (t < count) { /* BLAS tiles gain nothing from the lockstep */
+        for (t = 0; t < count; t++)
+            nsa_attn_tile_run(&tiles[t], scratch);
+        return;
+    }
+    fused_tiles(tiles, count, (char *)scratch,
+                tiles[0].kv_chunk > 0 ? tiles[0].kv_chunk : NSA_ATTN_KV_CHUNK);
 }
