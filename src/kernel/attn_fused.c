@@ -137,10 +137,14 @@ static void key_rows8(const char *base, int64_t row_bytes, int32_t g, int32_t en
         rows[jj] = base + (int64_t)(g + jj < end ? g + jj : end - 1) * row_bytes;
 }
 
-/* Ask for the 16 rows from `from` of one side (K, or V when `values`) ahead of use: rows of
- * this block, or past its end the first rows of the next one (the pages of a paged cache). */
-static void prefetch_ahead(const nsa_kv_block *blk, const nsa_kv_block *next, int values,
-                           size_t esize, int32_t from, size_t span)
+/* Ask for `count` rows from `from` of one side (K, or V when `values`) ahead of use: rows of
+ * this block, or past its end the first rows of the next one (the pages of a paged cache).
+ * The loops reading from DRAM ask for a row or a few per step rather than a 16-key group at
+ * once: a burst of 64 prefetches stalls the loop while they wait for miss buffers, and bf16
+ * decode from DRAM ran 10-25 % faster with them spread (one thread). Inlined: in the int8
+ * loops, which are compute-bound, the call alone cost 5-10 %. */
+INLINE void prefetch_ahead(const nsa_kv_block *blk, const nsa_kv_block *next, int values,
+                           size_t esize, int32_t from, int32_t count, size_t span)
 {
     int32_t j, to;
     size_t off;
@@ -150,7 +154,7 @@ static void prefetch_ahead(const nsa_kv_block *blk, const nsa_kv_block *next, in
         from -= blk->len;
         blk = next;
     }
-    to = from + 16 < blk->len ? from + 16 : blk->len;
+    to = from + count < blk->len ? from + count : blk->len;
     for (j = from; j < to; j++) {
         const char *row = values ? (const char *)blk->v +
                                        (int64_t)j * blk->v_row_stride * (int64_t)esize
@@ -460,8 +464,7 @@ AVX512 static void store_scores4(__m512 v, int r, int32_t count, float *dst)
         const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;                                       \
         __m512 v;                                                                                  \
         int r;                                                                                     \
-        if ((g - j0) % 16 == 0)                                                                    \
-            prefetch_ahead(blk, next, 0, ESIZE, g + NSA_FUSED_PREFETCH, (size_t)d * ESIZE);        \
+        prefetch_ahead(blk, next, 0, ESIZE, g + NSA_FUSED_PREFETCH, 4, (size_t)d * ESIZE);         \
         for (r = 0; r < 4; r++)                                                                    \
             k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;    \
         v = _mm512_mul_ps(DOT4, _mm512_set1_ps(tile->scale));                                      \
@@ -475,7 +478,7 @@ AVX512 static void store_scores4(__m512 v, int r, int32_t count, float *dst)
 /* Keys [g, g + 16) of the chunk with instance DOT. */
 #define SCORE_BF16(DOT)                                                                            \
     for (g = j0; g < j0 + n; g += 16) {                                                            \
-        prefetch_ahead(blk, next, 0, 2, g + NSA_FUSED_PREFETCH, (size_t)d * 2);                    \
+        prefetch_ahead(blk, next, 0, 2, g + NSA_FUSED_PREFETCH, 16, (size_t)d * 2);                \
         SCORE_GROUP(DOT, uint16_t, char, qb, blk->k, blk->k_row_stride * 2, g,                     \
                     (g + 16 < j0 + n ? g + 16 : j0 + n), s + (g - j0));                            \
     }                                                                                              \
@@ -631,7 +634,7 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
     }
     for (g = j0; g < j0 + n; g += 16) {
         const int32_t cnt = j0 + n - g < 16 ? j0 + n - g : 16;
-        prefetch_ahead(blk, next, 0, esize, g + NSA_FUSED_PREFETCH, (size_t)d * esize);
+        prefetch_ahead(blk, next, 0, esize, g + NSA_FUSED_PREFETCH, 16, (size_t)d * esize);
         if (tile->kv_dtype == NSA_DTYPE_F32) {
             SCORE_GROUP(dot16_f32, float, float, q, blk->k, row_bytes, g, g + cnt,
                         s + (g - j0));
@@ -679,10 +682,12 @@ AVX512 INLINE void bf16_even_odd(const char *src, __m512 *even, __m512 *odd)
 }
 
 /* o[r][c0 .. c0 + 16*NZ) += sum_j p[r][j] * v[j][...] for M rows (compile-time M, NZ keep the
- * M*NZ accumulators in registers). bf16 with NZ even: c0 % 32 == 0, channels even/odd (above). */
+ * M*NZ accumulators in registers). bf16 with NZ even: c0 % 32 == 0, channels even/odd (above).
+ * With `ahead`, each key also asks for the value row NSA_FUSED_PREFETCH keys on. */
 AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_dequant *dq,
-                            const float *p, int64_t ldp, const nsa_kv_block *blk, int32_t j0,
-                            int32_t n, int32_t c0, float *o, int32_t dv)
+                            const float *p, int64_t ldp, const nsa_kv_block *blk,
+                            const nsa_kv_block *next, int ahead, int32_t j0, int32_t n,
+                            int32_t c0, float *o, int32_t dv)
 {
     const size_t esize = nsa_dtype_size(dt);
     __m512 acc[8][8], of[8];
@@ -697,6 +702,8 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
         const char *row =
             (const char *)blk->v + (int64_t)(j0 + j) * blk->v_row_stride * (int64_t)esize;
         __m512 v[8];
+        if (ahead) /* one row per key, NSA_FUSED_PREFETCH keys ahead */
+            prefetch_ahead(blk, next, 1, esize, j0 + j + NSA_FUSED_PREFETCH, 1, (size_t)dv * esize);
         if (dt == NSA_DTYPE_BF16 && NZ % 2 == 0)
             for (z = 0; z < NZ; z += 2)
                 bf16_even_odd(row + (size_t)(c0 + 16 * z) * 2, &v[z], &v[z + 1]);
@@ -719,7 +726,8 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
  * with dv == 128 and up to 4 rows go instead in row pairs over whole rows, so that the first
  * pair reads the group's memory in address order, which the hardware prefetchers follow (the
  * channel blocks read 16 rows side by side); their widening is cheap enough to do once per
- * pair. int8 widening is not: it stays on the blocks (decode int8 is compute-bound). */
+ * pair. int8 widening is not: it stays on the blocks (decode int8 is compute-bound). The first
+ * pass over a group (first pair, first block) prefetches one row per key. */
 AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, const float *p,
                            int64_t ldp, const nsa_kv_block *blk, const nsa_kv_block *next,
                            int32_t j0, int32_t n, float *o, int32_t dv)
@@ -727,25 +735,24 @@ AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, con
     const int NZ = M <= 4 ? 4 : 2;
     int32_t g;
     for (g = 0; g < n; g += 16) {
-        const int32_t cnt = n - g < 16 ? n - g : 16, ahead = j0 + g + NSA_FUSED_PREFETCH;
+        const int32_t cnt = n - g < 16 ? n - g : 16;
         int32_t c0 = 0;
-        prefetch_ahead(blk, next, 1, nsa_dtype_size(dt), ahead, (size_t)dv * nsa_dtype_size(dt));
         if (dv == 128 && M <= 4 && dt != NSA_DTYPE_I8) {
             int r;
             for (r = 0; r + 2 <= M; r += 2)
-                pv_block(2, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, j0 + g, cnt, 0,
-                         o + (size_t)r * (size_t)dv, dv);
+                pv_block(2, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, r == 0,
+                         j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
             if (r < M)
-                pv_block(1, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, j0 + g, cnt, 0,
-                         o + (size_t)r * (size_t)dv, dv);
+                pv_block(1, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, r == 0,
+                         j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
             continue;
         }
         for (; c0 + 16 * NZ <= dv; c0 += 16 * NZ)
-            pv_block(M, NZ, dt, dq, p + g, ldp, blk, j0 + g, cnt, c0, o, dv);
+            pv_block(M, NZ, dt, dq, p + g, ldp, blk, next, c0 == 0, j0 + g, cnt, c0, o, dv);
         for (; c0 + 32 <= dv; c0 += 32)
-            pv_block(M, 2, dt, dq, p + g, ldp, blk, j0 + g, cnt, c0, o, dv);
+            pv_block(M, 2, dt, dq, p + g, ldp, blk, next, c0 == 0, j0 + g, cnt, c0, o, dv);
         if (c0 < dv) /* the last 16 of dv % 32 == 16, in channel order */
-            pv_block(M, 1, dt, dq, p + g, ldp, blk, j0 + g, cnt, c0, o, dv);
+            pv_block(M, 1, dt, dq, p + g, ldp, blk, next, c0 == 0, j0 + g, cnt, c0, o, dv);
     }
 }
 
