@@ -13,13 +13,15 @@
 #define NSA_FUSED_MAX_ROWS 16
 #endif
 /* Keys ahead of use whose K (V) rows the loops ask for. With the channel-major loops it took
- * the bf16 decode benchmark from 12 to 8.3 ms on one thread; since the loops read in address
- * order (attn_fused.c) contiguous caches gain nothing from it (16 to 256 keys ahead and none
- * measure within the noise), while BSH caches (15.7-17.4 against 14.7-14.9 GB/s, min of 20
- * calls) and paged blocks (8.6-8.8 against 9.5-10 ms), which the hardware does not follow,
- * need it. */
+ * the bf16 decode benchmark from 12 to 8.3 ms on one thread; BSH caches (15.7-17.4 against
+ * 14.7-14.9 GB/s, min of 20 calls) and paged blocks (8.6-8.8 against 9.5-10 ms), which the
+ * hardware does not follow, need it. Since the loops spread their prefetches over the keys
+ * (attn_fused.c), 32 keys measured best for contiguous bf16 decode on one thread (medians of
+ * 5-6 alternations: 16 keys 4.03, 32 3.71-4.17, 48 3.83, 64 3.93-4.46, 96 4.64, 128 4.85 ms;
+ * nsa_bench ifa 0.84 against 0.76 of a stream read), and the same as 64 for int8, paged and
+ * two threads. */
 #ifndef NSA_FUSED_PREFETCH
-#define NSA_FUSED_PREFETCH 64
+#define NSA_FUSED_PREFETCH 32
 #endif
 
 /* The most rows a tile may have to take the path. Decode tiles (up to 8 rows) are faster here
