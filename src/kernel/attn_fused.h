@@ -30,8 +30,8 @@
  * GFLOP/s on one thread) but not its AVX-512 ones (143 against 109): 16, or 8 when
  * nsa_blas_avx512_kernels(). */
 NSA_INTERNAL int nsa_fused_max_rows(void);
-/* 1 when the tile can take the path: 1..nsa_fused_max_rows() rows, d and dv multiples of 16, channel stride 1
- * in every block, an AVX-512 CPU. */
+/* 1 when the tile can take the path: 1..nsa_fused_max_rows() rows, d and dv multiples of 16,
+ * channel stride 1 in every block, an AVX-512 CPU. */
 NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
 /* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16). */
 NSA_INTERNAL int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile);
