@@ -727,10 +727,11 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
  * pair reads the group's memory in address order, which the hardware prefetchers follow (the
  * channel blocks read 16 rows side by side); their widening is cheap enough to do once per
  * pair. int8 widening is not: it stays on the blocks (decode int8 is compute-bound). The first
- * pass over a group (first pair, first block) prefetches one row per key. */
+ * pass over a group (first pair, first block) prefetches one row per key, when `ahead` (the
+ * first group of rows: a tile of more than 8 rows calls this once per 8). */
 AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, const float *p,
                            int64_t ldp, const nsa_kv_block *blk, const nsa_kv_block *next,
-                           int32_t j0, int32_t n, float *o, int32_t dv)
+                           int ahead, int32_t j0, int32_t n, float *o, int32_t dv)
 {
     const int NZ = M <= 4 ? 4 : 2;
     int32_t g;
@@ -740,19 +741,19 @@ AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, con
         if (dv == 128 && M <= 4 && dt != NSA_DTYPE_I8) {
             int r;
             for (r = 0; r + 2 <= M; r += 2)
-                pv_block(2, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, r == 0,
+                pv_block(2, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, ahead && r == 0,
                          j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
             if (r < M)
-                pv_block(1, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, r == 0,
+                pv_block(1, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, ahead && r == 0,
                          j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
             continue;
         }
         for (; c0 + 16 * NZ <= dv; c0 += 16 * NZ)
-            pv_block(M, NZ, dt, dq, p + g, ldp, blk, next, c0 == 0, j0 + g, cnt, c0, o, dv);
+            pv_block(M, NZ, dt, dq, p + g, ldp, blk, next, ahead && c0 == 0, j0 + g, cnt, c0, o, dv);
         for (; c0 + 32 <= dv; c0 += 32)
-            pv_block(M, 2, dt, dq, p + g, ldp, blk, next, c0 == 0, j0 + g, cnt, c0, o, dv);
+            pv_block(M, 2, dt, dq, p + g, ldp, blk, next, ahead && c0 == 0, j0 + g, cnt, c0, o, dv);
         if (c0 < dv) /* the last 16 of dv % 32 == 16, in channel order */
-            pv_block(M, 1, dt, dq, p + g, ldp, blk, next, c0 == 0, j0 + g, cnt, c0, o, dv);
+            pv_block(M, 1, dt, dq, p + g, ldp, blk, next, ahead && c0 == 0, j0 + g, cnt, c0, o, dv);
     }
 }
 
@@ -760,21 +761,21 @@ AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, con
  * resolve at compile time. */
 #define PV_DTYPES(M)                                                                               \
     AVX512 static void pv_##M(nsa_dtype dt, const nsa_dequant *dq, const float *p, int64_t ldp, \
-                              const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,    \
-                              int32_t n, float *o, int32_t dv)                                  \
+                              const nsa_kv_block *blk, const nsa_kv_block *next, int ahead,     \
+                              int32_t j0, int32_t n, float *o, int32_t dv)                      \
     {                                                                                           \
         switch (dt) {                                                                           \
         case NSA_DTYPE_BF16:                                                                    \
-            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, next, j0, n, o, dv);                    \
+            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                    \
             break;                                                                              \
         case NSA_DTYPE_F16:                                                                     \
-            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, next, j0, n, o, dv);                     \
+            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                     \
             break;                                                                              \
         case NSA_DTYPE_I8:                                                                      \
-            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, next, j0, n, o, dv);                      \
+            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                      \
             break;                                                                              \
         default:                                                                                \
-            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, next, j0, n, o, dv);                     \
+            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                     \
             break;                                                                              \
         }                                                                                       \
     }
@@ -862,15 +863,15 @@ void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p, int64_t ldp
 {
 #ifdef NSA_FUSED_X86
     typedef void (*pv_fn)(nsa_dtype, const nsa_dequant *, const float *, int64_t,
-                          const nsa_kv_block *, const nsa_kv_block *, int32_t, int32_t, float *,
-                          int32_t);
+                          const nsa_kv_block *, const nsa_kv_block *, int, int32_t, int32_t,
+                          float *, int32_t);
     static const pv_fn fns[8] = {pv_1, pv_2, pv_3, pv_4, pv_5, pv_6, pv_7, pv_8};
     int32_t r0;
     /* rows in groups of at most 8 (the accumulators of a group fill the registers) */
     for (r0 = 0; r0 < tile->m; r0 += 8) {
         const int32_t rows = tile->m - r0 < 8 ? tile->m - r0 : 8;
         fns[rows - 1](tile->kv_dtype, &tile->v_dequant, p + (size_t)r0 * (size_t)ldp, ldp, blk,
-                      next, j0, n, o + (size_t)r0 * (size_t)tile->dv, tile->dv);
+                      next, r0 == 0, j0, n, o + (size_t)r0 * (size_t)tile->dv, tile->dv);
     }
 #else
     (void)tile, (void)p, (void)ldp, (void)blk, (void)next, (void)j0, (void)n, (void)o;
