@@ -1166,17 +1166,21 @@ static void combine_worker(void *arg, size_t w)
         combine_row(run, row / p->N, row % p->N, acc);
 }
 
-/* Copy a small parameter tensor in C order into fp32 (strides honoured). */
+/* Copy a small parameter tensor in C order into fp32 (strides honoured), a row of the last
+ * axis per call: element by element it cost 2-3 % of an int8 decode call at S = 4096. */
 static void load_flat(const nsa_tensor *t, float *dst)
 {
     int64_t idx[NSA_MAX_DIMS] = {0, 0, 0, 0}, i, total = nsa_tensor_numel(t);
+    const int last = t->ndim - 1;
+    const int64_t width = t->ndim > 0 ? t->shape[last] : 1;
     int axis;
-    for (i = 0; i < total; i++) {
+    for (i = 0; i < total; i += width) {
         int64_t off = 0;
-        for (axis = 0; axis < t->ndim; axis++)
+        for (axis = 0; axis < last; axis++)
             off += idx[axis] * t->stride[axis];
-        nsa_load_f32(nsa_tensor_at(t, off), t->dtype, 1, dst + i, 1);
-        for (axis = t->ndim - 1; axis >= 0; axis--) {
+        nsa_load_f32(nsa_tensor_at(t, off), t->dtype, t->ndim > 0 ? t->stride[last] : 1, dst + i,
+                     width);
+        for (axis = last - 1; axis >= 0; axis--) {
             if (++idx[axis] < t->shape[axis])
                 break;
             idx[axis] = 0;
