@@ -38,12 +38,14 @@ int64_t bench_len(int64_t full);
 double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
                      nsa_context *ctx);
 /* Rounds of the ops in turn: round r runs run[i](arg[i]) for every i, so a slow phase of a
- * shared machine hits them alike; ratios are taken per round (after one warm-up round).
- * t[i * reps + r] = seconds; returns reps, 0 if an op fails. A NULL run[i] is one pass of the
- * ceiling instead: `pass(pass_arg)` returns its seconds (bench_stream_pass, bench_sgemm_pass). */
+ * shared machine hits them alike; ratios are taken per round (after one warm-up round). The
+ * rounds are --reps, at least min_reps (cases of a few milliseconds take more: their ratios
+ * scatter more), at most 64. t[i * reps + r] = seconds; returns reps, 0 if an op fails. A NULL
+ * run[i] is one pass of the ceiling instead: `pass(pass_arg)` returns its seconds
+ * (bench_stream_pass, bench_sgemm_pass). */
 typedef nsa_status (*bench_op_fn)(void *arg, nsa_context *ctx);
 int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
-                      double (*pass)(void *), void *pass_arg, double *t);
+                      double (*pass)(void *), void *pass_arg, int min_reps, double *t);
 /* bench_time_rounds of the nops ops (at most 7) and a 2048^3 sgemm pass on the env's threads
  * (the compute ceiling), whose seconds go to t[nops * reps + r]; *sgemm_flops = one pass's
  * flops. Returns reps, 0 on failure. */

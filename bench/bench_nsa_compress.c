@@ -65,7 +65,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
             void *const args[2] = {&a, NULL};
             bench_stream *st = bench_stream_new((size_t)bytes, env->threads);
             double t[2 * 64];
-            int reps = bench_time_rounds(2, fns, args, env->ctx, bench_stream_pass, st, t);
+            int reps = bench_time_rounds(2, fns, args, env->ctx, bench_stream_pass, st, 0, t);
             double sbytes = (double)bench_stream_bytes(st);
             bench_stream_free(st);
             /* (bytes / t_op) / (sbytes / t_stream), per round (before the median sorts t) */

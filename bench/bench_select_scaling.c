@@ -87,7 +87,7 @@ static void measure(const bench_env *env, int64_t t, double *sel_us, double *den
         const bench_op_fn fns[2] = {run_select, run_dense};
         void *const args[2] = {&sc, &sc};
         double times[2 * 64];
-        const int reps = bench_time_rounds(2, fns, args, env->ctx, NULL, NULL, times);
+        const int reps = bench_time_rounds(2, fns, args, env->ctx, NULL, NULL, 0, times);
         *ratio = reps ? bench_median_ratio(times + reps, times, reps) : NAN;
         *sel_us = reps ? bench_median(times, reps) / (double)t * 1e6 : NAN;
         *dense_us = reps ? bench_median(times + reps, reps) / (double)t * 1e6 : NAN;

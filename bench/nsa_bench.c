@@ -33,14 +33,16 @@ double bench_time_op(nsa_status (*run)(void *arg, nsa_context *ctx), void *arg,
                      nsa_context *ctx)
 {
     double t[64];
-    int reps = bench_time_rounds(1, &run, &arg, ctx, NULL, NULL, t);
+    int reps = bench_time_rounds(1, &run, &arg, ctx, NULL, NULL, 0, t);
     return reps ? bench_median(t, reps) : NAN;
 }
 
 int bench_time_rounds(int nops, const bench_op_fn *run, void *const *arg, nsa_context *ctx,
-                      double (*pass)(void *), void *pass_arg, double *t)
+                      double (*pass)(void *), void *pass_arg, int min_reps, double *t)
 {
-    int r, i, reps = g_reps > 64 ? 64 : g_reps;
+    int r, i, reps = g_reps > min_reps ? g_reps : min_reps;
+    if (reps > 64)
+        reps = 64;
     for (r = -1; r < reps; r++) /* round -1 warms up */
         for (i = 0; i < nops; i++) {
             double t0, dt;
@@ -76,7 +78,7 @@ int bench_rounds_vs_sgemm(const bench_env *env, int nops, const bench_op_fn *run
     fns[nops] = NULL; /* the sgemm pass */
     args[nops] = NULL;
     g = bench_sgemm_new(2048, env->threads);
-    reps = g ? bench_time_rounds(nops + 1, fns, args, env->ctx, bench_sgemm_pass, g, t) : 0;
+    reps = g ? bench_time_rounds(nops + 1, fns, args, env->ctx, bench_sgemm_pass, g, 0, t) : 0;
     *sgemm_flops = g ? bench_sgemm_flops(g) : 0.0;
     bench_sgemm_free(g);
     return reps;

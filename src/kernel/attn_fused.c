@@ -596,7 +596,7 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
  * accumulator of row r and key j is a_{4r+j}; FIRST starts them (a product, no add). Each key's
  * 16 bytes are widened in registers (plus the offset when OFFSET) and serve all four rows. */
 #define I8_KEY(j, A0, A1, A2, A3, FIRST)                                                           \
-    x = OFFSET ? i8_plus_offset16(k4[j] + c, offset16(dq, c)) : i8_widen16(k4[j] + c);          \
+    x = OFFSET ? i8_plus_offset16(k4[j] + c, of) : i8_widen16(k4[j] + c);                        \
     A0 = FIRST ? _mm512_mul_ps(q0, x) : _mm512_fmadd_ps(q0, x, A0);                               \
     A1 = FIRST ? _mm512_mul_ps(q1, x) : _mm512_fmadd_ps(q1, x, A1);                               \
     A2 = FIRST ? _mm512_mul_ps(q2, x) : _mm512_fmadd_ps(q2, x, A2);                               \
@@ -604,7 +604,8 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
 #define I8_STEP(FIRST)                                                                             \
     do {                                                                                           \
         const __m512 q0 = _mm512_loadu_ps(q4[0] + c), q1 = _mm512_loadu_ps(q4[1] + c),            \
-                     q2 = _mm512_loadu_ps(q4[2] + c), q3 = _mm512_loadu_ps(q4[3] + c);            \
+                     q2 = _mm512_loadu_ps(q4[2] + c), q3 = _mm512_loadu_ps(q4[3] + c),            \
+                     of = OFFSET ? offset16(dq, c) : zero;                                         \
         __m512 x;                                                                                  \
         I8_KEY(0, a0, a4, a8, a12, FIRST);                                                         \
         I8_KEY(1, a1, a5, a9, a13, FIRST);                                                         \
