@@ -117,8 +117,9 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     bpg.prm.actual_seq_lengths_count = 1;
 
     { /* the three caches and a stream pass in turn; every ratio is taken per round. A round
-       * takes about 15 ms, and with 5 or 7 rounds the two-thread paged ratio scattered over
-       * 0.87-1.26 from run to run; with 31 it read 0.90-0.96 in three runs. */
+       * takes about 15 ms, so the case takes at least 31 (a median of 5 or 7 moved with a
+       * single slow round: the two-thread paged ratio read 0.87-1.26 from run to run; with 31,
+       * 1.03-1.23 over eight runs). */
         const bench_op_fn fns[4] = {run_ifa, run_ifa, run_ifa, NULL};
         void *const args[4] = {&b16, &b8, &bpg, NULL};
         bench_stream *st = bench_stream_new(kv_bytes, env->threads);

@@ -88,23 +88,9 @@ int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile)
 
 #ifdef NSA_FUSED_X86
 
-/* Sum each of 16 vectors across its lanes: lane j of the result is the sum of a_j. Within
- * 128-bit lanes first (unpacks, which run beside the FMAs), then across them: 6 lane-crossing
- * shuffles, which compete with the FMAs for their pipes (the tree before, 128-bit shuffles
- * first, took 24 and a permutation). The vectors are passed by value so that they stay in
- * registers. */
-AVX512 INLINE __m512 pair32(__m512 a, __m512 b)
-{
-    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-}
-
-AVX512 INLINE __m512 pair64(__m512 a, __m512 b)
-{
-    const __m512d x = _mm512_castps_pd(a), y = _mm512_castps_pd(b);
-    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
-                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-}
-
+/* Sum each of 16 vectors across its lanes: lane j of the result is the sum of a_j. A fixed
+ * tree of 128-bit and 32-bit shuffles, then one permutation into key order. The vectors are
+ * passed by value so that they stay in registers. */
 AVX512 INLINE __m512 pair128(__m512 a, __m512 b)
 {
     return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
@@ -115,26 +101,54 @@ AVX512 INLINE __m512 pair256(__m512 a, __m512 b)
     return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
 }
 
-/* The first two levels: 128-bit lane l of u_i holds, for a_{4i} .. a_{4i+3}, the sums of
- * their lane l. */
-AVX512 INLINE __m512 reduce4_in_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+AVX512 INLINE __m512 pair64(__m512 a, __m512 b)
 {
-    return pair64(pair32(a0, a1), pair32(a2, a3));
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
 }
 
-/* The rest: 128-bit lane i of the result holds the totals of u_i. */
-AVX512 INLINE __m512 reduce_across_lanes(__m512 u0, __m512 u1, __m512 u2, __m512 u3)
+AVX512 INLINE __m512 pair32(__m512 a, __m512 b)
 {
-    return pair256(pair128(u0, u1), pair128(u2, u3));
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
 }
 
 AVX512 INLINE __m512 reduce16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5,
                               __m512 a6, __m512 a7, __m512 a8, __m512 a9, __m512 a10,
                               __m512 a11, __m512 a12, __m512 a13, __m512 a14, __m512 a15)
 {
-    return reduce_across_lanes(reduce4_in_lanes(a0, a1, a2, a3), reduce4_in_lanes(a4, a5, a6, a7),
-                               reduce4_in_lanes(a8, a9, a10, a11),
-                               reduce4_in_lanes(a12, a13, a14, a15));
+    /* x: keys (2i, 2i+1) in 256-bit halves; y: keys 4i..4i+3 in 128-bit lanes; then pairs and
+     * single elements: w[4k + e] holds key k + 4e */
+    __m512 x0 = pair128(a0, a1), x1 = pair128(a2, a3), x2 = pair128(a4, a5),
+           x3 = pair128(a6, a7), x4 = pair128(a8, a9), x5 = pair128(a10, a11),
+           x6 = pair128(a12, a13), x7 = pair128(a14, a15);
+    __m512 y0 = pair256(x0, x1), y1 = pair256(x2, x3), y2 = pair256(x4, x5),
+           y3 = pair256(x6, x7);
+    __m512 w = pair32(pair64(y0, y1), pair64(y2, y3));
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), w);
+}
+
+/* The same sums in another order, for the int8 rows loop (i8_rows4), which spreads them over
+ * its next steps: within 128-bit lanes first (unpacks, which run beside the FMAs), then across
+ * them with 6 lane-crossing shuffles instead of 24 and a permutation (those compete with the
+ * FMAs for their pipes). in_lanes32/64 are the first two levels; 128-bit lane i of
+ * reduce_across_lanes(u0, u1, u2, u3) holds the totals of u_i. The other loops keep reduce16:
+ * bound by memory, they showed no difference this VM resolves (bf16 decode, 8 alternated runs
+ * of each build, both orders within 0.53-0.91 of a stream read). */
+AVX512 INLINE __m512 in_lanes32(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+}
+
+AVX512 INLINE __m512 in_lanes64(__m512 a, __m512 b)
+{
+    const __m512d x = _mm512_castps_pd(a), y = _mm512_castps_pd(b);
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+}
+
+AVX512 INLINE __m512 reduce_across_lanes(__m512 u0, __m512 u1, __m512 u2, __m512 u3)
+{
+    return pair256(pair128(u0, u1), pair128(u2, u3));
 }
 
 /* Rows of keys g .. g+7 of a block; keys at or past `end` repeat the last one (their scores
@@ -656,14 +670,16 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tile, const f
         for (i = 0; i < 4; i++)
             k4[i] = (const char *)blk->k + (int64_t)(g + (i < cnt ? i : cnt - 1)) * row_bytes;
         if (prev) { /* the previous group: within 128-bit lanes, first level */
-            u0 = pair32(a0, a1), u1 = pair32(a2, a3), u2 = pair32(a4, a5), u3 = pair32(a6, a7);
-            v0 = pair32(a8, a9), v1 = pair32(a10, a11), v2 = pair32(a12, a13),
-            v3 = pair32(a14, a15);
+            u0 = in_lanes32(a0, a1), u1 = in_lanes32(a2, a3), u2 = in_lanes32(a4, a5),
+            u3 = in_lanes32(a6, a7);
+            v0 = in_lanes32(a8, a9), v1 = in_lanes32(a10, a11), v2 = in_lanes32(a12, a13),
+            v3 = in_lanes32(a14, a15);
         }
         c = 0;
         I8_STEP(1);
         if (prev) /* second level */
-            u0 = pair64(u0, u1), u1 = pair64(u2, u3), u2 = pair64(v0, v1), u3 = pair64(v2, v3);
+            u0 = in_lanes64(u0, u1), u1 = in_lanes64(u2, u3), u2 = in_lanes64(v0, v1),
+            u3 = in_lanes64(v2, v3);
         c = 16;
         if (c < d)
             I8_STEP(0);
@@ -678,8 +694,11 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tile, const f
             I8_STEP(0);
         prev_cnt = cnt;
     }
-    if (n > 0)
-        store_rows4(reduce16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15),
+    if (n > 0) /* the last group, in the same order */
+        store_rows4(reduce_across_lanes(in_lanes64(in_lanes32(a0, a1), in_lanes32(a2, a3)),
+                                        in_lanes64(in_lanes32(a4, a5), in_lanes32(a6, a7)),
+                                        in_lanes64(in_lanes32(a8, a9), in_lanes32(a10, a11)),
+                                        in_lanes64(in_lanes32(a12, a13), in_lanes32(a14, a15))),
                     scale, m, prev_cnt, s + (g - 4 - j0), lds);
 }
 
