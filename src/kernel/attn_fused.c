@@ -13,9 +13,9 @@
  *           in place, int8 keys for three or four rows widened in registers four keys at a
  *           time (i8_rows4), others widened to fp32 rows of 16 keys in L1 first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
- *           in registers while 16 values at a time (64 for int8) stream past, converted in registers (or
- *           whole rows of 128 channels for pairs of rows, see pv_rows); bf16 widened as
- *           even and odd channels (bf16_even_odd).
+ *           in registers while 16 values at a time (64 for int8) stream past, converted in
+ *           registers (or whole rows of 128 channels for pairs of rows, see pv_rows); bf16
+ *           widened as even and odd channels (bf16_even_odd).
  *
  * Memory order matters as much as arithmetic: decode streams K and V from DRAM, and the
  * hardware prefetchers only keep up when each 16-key group is read in address order and once
@@ -132,8 +132,8 @@ AVX512 INLINE __m512 reduce16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512
  * them with 6 lane-crossing shuffles instead of 24 and a permutation (those compete with the
  * FMAs for their pipes). in_lanes32/64 are the first two levels; 128-bit lane i of
  * reduce_across_lanes(u0, u1, u2, u3) holds the totals of u_i. The other loops keep reduce16:
- * bound by memory, they showed no difference this VM resolves (bf16 decode, 8 alternated runs
- * of each build, both orders within 0.53-0.91 of a stream read). */
+ * bound by memory, they showed no difference this VM resolves (bf16 decode over 8 alternated
+ * runs: 0.67-0.91 of a stream read with this order, 0.53-0.89 with reduce16's in two builds). */
 AVX512 INLINE __m512 in_lanes32(__m512 a, __m512 b)
 {
     return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
@@ -800,7 +800,8 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
             (const char *)blk->v + (int64_t)(j0 + j) * blk->v_row_stride * (int64_t)esize;
         __m512 v[8];
         if (ahead) /* one row per key */
-            prefetch_ahead(blk, next, 1, esize, j0 + j + PREFETCH_KEYS(esize), 1, (size_t)dv * esize);
+            prefetch_ahead(blk, next, 1, esize, j0 + j + PREFETCH_KEYS(esize), 1,
+                           (size_t)dv * esize);
         if (dt == NSA_DTYPE_BF16 && NZ % 2 == 0)
             for (z = 0; z < NZ; z += 2)
                 bf16_even_odd(row + (size_t)(c0 + 16 * z) * 2, &v[z], &v[z + 1]);
@@ -841,15 +842,16 @@ AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, con
         if (dv == 128 && M <= 4 && dt != NSA_DTYPE_I8) {
             int r;
             for (r = 0; r + 2 <= M; r += 2)
-                pv_block(2, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, ahead && r == 0,
-                         j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
+                pv_block(2, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next,
+                         ahead && r == 0, j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
             if (r < M)
-                pv_block(1, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next, ahead && r == 0,
-                         j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
+                pv_block(1, 8, dt, dq, p + g + (size_t)r * (size_t)ldp, ldp, blk, next,
+                         ahead && r == 0, j0 + g, cnt, 0, o + (size_t)r * (size_t)dv, dv);
             continue;
         }
         for (; c0 + 16 * NZ <= dv; c0 += 16 * NZ)
-            pv_block(M, NZ, dt, dq, p + g, ldp, blk, next, ahead && c0 == 0, j0 + g, cnt, c0, o, dv);
+            pv_block(M, NZ, dt, dq, p + g, ldp, blk, next, ahead && c0 == 0, j0 + g, cnt, c0, o,
+                     dv);
         for (; c0 + 32 <= dv; c0 += 32)
             pv_block(M, 2, dt, dq, p + g, ldp, blk, next, ahead && c0 == 0, j0 + g, cnt, c0, o, dv);
         if (c0 < dv) /* the last 16 of dv % 32 == 16, in channel order */
@@ -860,24 +862,24 @@ AVX512 INLINE void pv_rows(const int M, nsa_dtype dt, const nsa_dequant *dq, con
 /* One instance per (rows, dtype) so the dtype switch and the loops over rows and vectors
  * resolve at compile time. */
 #define PV_DTYPES(M)                                                                               \
-    AVX512 static void pv_##M(nsa_dtype dt, const nsa_dequant *dq, const float *p, int64_t ldp, \
-                              const nsa_kv_block *blk, const nsa_kv_block *next, int ahead,     \
-                              int32_t j0, int32_t n, float *o, int32_t dv)                      \
-    {                                                                                           \
-        switch (dt) {                                                                           \
-        case NSA_DTYPE_BF16:                                                                    \
-            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                    \
-            break;                                                                              \
-        case NSA_DTYPE_F16:                                                                     \
-            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                     \
-            break;                                                                              \
-        case NSA_DTYPE_I8:                                                                      \
-            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                      \
-            break;                                                                              \
-        default:                                                                                \
-            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                     \
-            break;                                                                              \
-        }                                                                                       \
+    AVX512 static void pv_##M(nsa_dtype dt, const nsa_dequant *dq, const float *p, int64_t ldp,    \
+                              const nsa_kv_block *blk, const nsa_kv_block *next, int ahead,        \
+                              int32_t j0, int32_t n, float *o, int32_t dv)                         \
+    {                                                                                              \
+        switch (dt) {                                                                              \
+        case NSA_DTYPE_BF16:                                                                       \
+            pv_rows(M, NSA_DTYPE_BF16, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                \
+            break;                                                                                 \
+        case NSA_DTYPE_F16:                                                                        \
+            pv_rows(M, NSA_DTYPE_F16, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                 \
+            break;                                                                                 \
+        case NSA_DTYPE_I8:                                                                         \
+            pv_rows(M, NSA_DTYPE_I8, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                  \
+            break;                                                                                 \
+        default:                                                                                   \
+            pv_rows(M, NSA_DTYPE_F32, dq, p, ldp, blk, next, ahead, j0, n, o, dv);                 \
+            break;                                                                                 \
+        }                                                                                          \
     }
 PV_DTYPES(1)
 PV_DTYPES(2)
