@@ -484,24 +484,28 @@ AVX512 static void store_scores4(__m512 v, int r, int32_t count, float *dst)
     _mm_mask_storeu_ps(dst, (__mmask8)((1u << count) - 1u), x);
 }
 
-/* Three or four rows (three: the last row twice), keys [j0, j0 + n) (ESIZE bytes per channel,
- * row_bytes apart) four at a time: DOT4, an expression of the four key rows k4, gives lane
- * 4r + j = q_r . k4[j]; one pass over each key row. */
-#define SCORE_ROWS4(ESIZE, DOT4)                                                                   \
+/* Scores of four keys (`cnt` of them) for `m` rows: 128-bit lane r of w, times `scale`. */
+AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float *s,
+                               int64_t lds)
+{
+    int r;
+    w = _mm512_mul_ps(w, scale);
+    for (r = 0; r < m; r++)
+        store_scores4(w, r, cnt, s + (size_t)r * (size_t)lds);
+}
+
+/* Three or four bf16 rows (three: the last row twice), keys [j0, j0 + n) four at a time with
+ * DOT4 (lane 4r + j = q_r . k4[j]); one pass over each key row. */
+#define SCORE_BF16_ROWS4(DOT4)                                                                     \
     for (g = j0; g < j0 + n; g += 4) {                                                             \
         const char *k4[4];                                                                         \
         const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;                                       \
-        __m512 v;                                                                                  \
         int r;                                                                                     \
-        prefetch_ahead(blk, next, 0, ESIZE, g + NSA_FUSED_PREFETCH, 4, (size_t)d * ESIZE);         \
+        prefetch_ahead(blk, next, 0, 2, g + PREFETCH_KEYS(2), 4, (size_t)d * 2);                   \
         for (r = 0; r < 4; r++)                                                                    \
             k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;    \
-        v = _mm512_mul_ps(DOT4, _mm512_set1_ps(tile->scale));                                      \
-        for (r = 0; r < tile->m; r++)                                                              \
-            store_scores4(v, r, cnt, s + (size_t)r * (size_t)lds + (g - j0));                     \
-    }
-#define SCORE_BF16_ROWS4(DOT4)                                                                     \
-    SCORE_ROWS4(2, DOT4(q4, d, k4));                                                               \
+        store_rows4(DOT4(q4, d, k4), scale, tile->m, cnt, s + (g - j0), lds);                      \
+    }                                                                                              \
     break
 
 /* Keys [g, g + 16) of the chunk with instance DOT. */
@@ -519,6 +523,7 @@ AVX512BF16 static void scores_bf16_rows4(const nsa_attn_tile *tile, const uint16
 {
     const int32_t d = tile->d;
     const int64_t row_bytes = blk->k_row_stride * 2;
+    const __m512 scale = _mm512_set1_ps(tile->scale);
     int32_t g;
     switch (d / 16) {
     case 1: SCORE_BF16_ROWS4(dot16_bf16_km4_0_1);
@@ -627,16 +632,6 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
         I8_KEY(3, a3, a7, a11, a15, FIRST);                                                        \
     } while (0)
 
-/* Scores of four keys (`cnt` of them) for `m` rows: 128-bit lane r of w, times `scale`. */
-AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float *s,
-                               int64_t lds)
-{
-    int r;
-    w = _mm512_mul_ps(w, scale);
-    for (r = 0; r < m; r++)
-        store_scores4(w, r, cnt, s + (size_t)r * (size_t)lds);
-}
-
 /* int8 keys for three or four rows (three: the last row twice), four keys at a time. The
  * reduction of one group of four keys is spread over the first three steps of the next: done
  * at once, its chain of shuffles and adds held the FMAs of the next group back (a model of this
@@ -713,7 +708,6 @@ AVX512 static void scores_i8_rows4(const nsa_attn_tile *tile, const float *q,
 }
 #undef I8_STEP
 #undef I8_KEY
-#undef SCORE_ROWS4
 
 /* Keys of other dtypes (or queries that are not bf16), 16 at a time: f32 rows are read in
  * place, others widened to fp32 rows in `tmp` (16 x d floats, stays in L1); then fp32 FMAs. */
