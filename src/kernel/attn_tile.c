@@ -47,12 +47,17 @@ static size_t layout(char *base, size_t mm, size_t dd, size_t vv, size_t kc, int
     return off;
 }
 
+/* Keys per chunk: the tile's kv_chunk, or the default. */
+static int32_t chunk_keys(int32_t kv_chunk)
+{
+    return kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK;
+}
+
 static size_t scratch_bytes(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk, int fused_only)
 {
     tile_scratch t;
     return layout(NULL, (size_t)(m > 0 ? m : 1), (size_t)(d > 0 ? d : 1),
-                  (size_t)(dv > 0 ? dv : 1),
-                  (size_t)(kv_chunk > 0 ? kv_chunk : NSA_ATTN_KV_CHUNK), fused_only, &t);
+                  (size_t)(dv > 0 ? dv : 1), (size_t)chunk_keys(kv_chunk), fused_only, &t);
 }
 
 size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk)
@@ -358,7 +363,7 @@ static void fused_tiles(const nsa_attn_tile *tiles, int32_t count, char *scratch
 
 void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)
 {
-    const int32_t kc = tile->kv_chunk > 0 ? tile->kv_chunk : NSA_ATTN_KV_CHUNK;
+    const int32_t kc = chunk_keys(tile->kv_chunk);
     tile_scratch sc;
     if (nsa_fused_usable(tile)) {
         fused_tiles(tile, 1, (char *)scratch, kc);
@@ -381,6 +386,5 @@ void nsa_attn_group_run(const nsa_attn_tile *tiles, int32_t count, void *scratch
             nsa_attn_tile_run(&tiles[t], scratch);
         return;
     }
-    fused_tiles(tiles, count, (char *)scratch,
-                tiles[0].kv_chunk > 0 ? tiles[0].kv_chunk : NSA_ATTN_KV_CHUNK);
+    fused_tiles(tiles, count, (char *)scratch, chunk_keys(tiles[0].kv_chunk));
 }
