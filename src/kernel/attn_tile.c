@@ -257,13 +257,19 @@ static const nsa_kv_block *read_next(const nsa_attn_tile *tiles, int32_t count, 
  * so that the loops switch between K and V once per kc keys: each switch restarts the hardware
  * prefetchers' streams, and bf16 decode from DRAM ran at 20-21 GB/s on one thread with 128-key
  * chunks, 23-26 with 1024. Each piece of a chunk is read for every tile before the next piece,
- * so tiles whose keys lie side by side (the kv heads of a page) are read in address order. */
+ * so tiles whose keys lie side by side (the kv heads of a page) are read in address order;
+ * tiles whose rows share token rows (BSH/BSND) go a few keys at a time through the piece
+ * (nsa_fused_heads_usable). */
 static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *sc,
                       const uint16_t *const *qb, int32_t kc)
 {
     const nsa_attn_tile *lead = &tiles[0]; /* every tile's blocks have its lengths */
-    int32_t b = 0, j = 0;                  /* the next key: row j of block b */
+    const int heads = nsa_fused_heads_usable(tiles, count);
+    float *part[NSA_ATTN_MAX_GROUP], *acc[NSA_ATTN_MAX_GROUP];
+    int32_t b = 0, j = 0; /* the next key: row j of block b */
     int32_t t;
+    for (t = 0; t < count; t++)
+        acc[t] = sc[t].o;
     while (b < lead->nblocks) {
         const int32_t b0 = b, j0 = j;
         int32_t n = 0, done, pb, pj;
@@ -273,13 +279,17 @@ static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *s
             const int32_t blen = lead->blocks[b].len;
             const int32_t len = blen - j < kc - n ? blen - j : kc - n;
             if (len > 0) {
-                for (t = 0; t < count; t++) {
-                    const nsa_attn_tile *tile = &tiles[t];
-                    const nsa_kv_block *blk = &tile->blocks[b];
-                    nsa_fused_scores(tile, sc[t].q, qb[t], blk, read_next(tiles, count, t, b), j,
-                                     len, sc[t].s + n, kc, sc[t].k);
-                    apply_hooks(tile, b, j, len, sc[t].s + n, kc);
-                }
+                for (t = 0; t < count; t++)
+                    part[t] = sc[t].s + n;
+                if (heads)
+                    nsa_fused_scores_heads(tiles, count, qb, b, j, len, part, kc);
+                else
+                    for (t = 0; t < count; t++)
+                        nsa_fused_scores(&tiles[t], sc[t].q, qb[t], &tiles[t].blocks[b],
+                                         read_next(tiles, count, t, b), j, len, part[t], kc,
+                                         sc[t].k);
+                for (t = 0; t < count; t++)
+                    apply_hooks(&tiles[t], b, j, len, part[t], kc);
                 n += len;
                 j += len;
             }
@@ -295,12 +305,15 @@ static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *s
             const int32_t blen = lead->blocks[pb].len;
             const int32_t len = blen - pj < n - done ? blen - pj : n - done;
             if (len > 0) {
-                for (t = 0; t < count; t++) {
-                    const nsa_attn_tile *tile = &tiles[t];
-                    const nsa_kv_block *blk = &tile->blocks[pb];
-                    nsa_fused_accumulate(tile, sc[t].s + done, kc, blk,
-                                         read_next(tiles, count, t, pb), pj, len, sc[t].o);
-                }
+                for (t = 0; t < count; t++)
+                    part[t] = sc[t].s + done;
+                if (heads)
+                    nsa_fused_accumulate_heads(tiles, count, (const float *const *)part, kc, pb,
+                                               pj, len, acc);
+                else
+                    for (t = 0; t < count; t++)
+                        nsa_fused_accumulate(&tiles[t], part[t], kc, &tiles[t].blocks[pb],
+                                             read_next(tiles, count, t, pb), pj, len, acc[t]);
                 done += len;
             }
         }
