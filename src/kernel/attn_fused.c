@@ -692,64 +692,78 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
  * at once, its chain of shuffles and adds held the FMAs of the next group back (a model of this
  * loop over keys in L1: 21.3 cycles per key and kv head, 16.9 with no reduction at all, 19.0
  * spread). Without offsets (OFFSET 0) the widening adds nothing, which keeps a register free
- * (in-cache int8 decode 52 -> 50 cycles per key and kv head). */
-AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tile, const float *q,
-                            const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,
-                            int32_t n, float *s, int64_t lds)
+ * (in-cache int8 decode 52 -> 50 cycles per key and kv head). `count` tiles (the heads of a
+ * lockstep group, `pc` their token-row walk instead of the per-row prefetch) take `keys` keys
+ * in turn, the spread carrying over from one tile's group to the next; they share the scale.
+ * One tile: count 1, keys n. */
+AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_t count,
+                            const float *const *q, const nsa_kv_block *const *blks,
+                            const nsa_kv_block *next, pf_cursor *pc, int32_t keys, int32_t j0,
+                            int32_t n, float *const *s, int64_t lds)
 {
-    const int32_t d = tile->d;
-    const int m = tile->m;
-    const int64_t row_bytes = blk->k_row_stride;
-    const nsa_dequant *dq = &tile->k_dequant;
-    const __m512 scale = _mm512_set1_ps(tile->scale), zero = _mm512_setzero_ps();
-    const float *q4[4];
+    const int32_t d = tiles[0].d;
+    const int m = tiles[0].m;
+    const __m512 scale = _mm512_set1_ps(tiles[0].scale), zero = _mm512_setzero_ps();
     __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero,
            a7 = zero, a8 = zero, a9 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero,
            a14 = zero, a15 = zero;
     __m512 u0 = zero, u1 = zero, u2 = zero, u3 = zero, v0 = zero, v1 = zero, v2 = zero,
            v3 = zero;
-    int32_t g, c, i, prev_cnt = 0;
-    for (i = 0; i < 4; i++)
-        q4[i] = q + (size_t)(i < m ? i : m - 1) * (size_t)d;
-    for (g = j0; g < j0 + n; g += 4) {
-        const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;
-        const int prev = g > j0;
-        float *prev_s = s + (g - 4 - j0);
-        const char *k4[4];
-        prefetch_ahead(blk, next, 0, 1, g + PREFETCH_KEYS(1), 4, (size_t)d);
-        for (i = 0; i < 4; i++)
-            k4[i] = (const char *)blk->k + (int64_t)(g + (i < cnt ? i : cnt - 1)) * row_bytes;
-        if (prev) { /* the previous group: within 128-bit lanes, first level */
-            u0 = in_lanes32(a0, a1), u1 = in_lanes32(a2, a3), u2 = in_lanes32(a4, a5),
-            u3 = in_lanes32(a6, a7);
-            v0 = in_lanes32(a8, a9), v1 = in_lanes32(a10, a11), v2 = in_lanes32(a12, a13),
-            v3 = in_lanes32(a14, a15);
+    float *prev_s = NULL; /* the previous group's scores, reduced during this group */
+    int32_t g0, g, c, i, t, prev_cnt = 0;
+    for (g0 = j0; g0 < j0 + n; g0 += keys)
+        for (t = 0; t < count; t++) {
+            const nsa_kv_block *blk = blks[t];
+            const int64_t row_bytes = blk->k_row_stride;
+            const nsa_dequant *dq = &tiles[t].k_dequant;
+            const int32_t end = j0 + n - g0 < keys ? j0 + n : g0 + keys;
+            const float *q4[4];
+            for (i = 0; i < 4; i++)
+                q4[i] = q[t] + (size_t)(i < m ? i : m - 1) * (size_t)d;
+            for (g = g0; g < end; g += 4) {
+                const int32_t cnt = end - g < 4 ? end - g : 4;
+                const int prev = prev_s != NULL;
+                const char *k4[4];
+                if (pc) /* four keys' rows of the group's token rows */
+                    cursor_fetch(pc, d / 16);
+                else
+                    prefetch_ahead(blk, next, 0, 1, g + PREFETCH_KEYS(1), 4, (size_t)d);
+                for (i = 0; i < 4; i++)
+                    k4[i] =
+                        (const char *)blk->k + (int64_t)(g + (i < cnt ? i : cnt - 1)) * row_bytes;
+                if (prev) { /* the previous group: within 128-bit lanes, first level */
+                    u0 = in_lanes32(a0, a1), u1 = in_lanes32(a2, a3), u2 = in_lanes32(a4, a5),
+                    u3 = in_lanes32(a6, a7);
+                    v0 = in_lanes32(a8, a9), v1 = in_lanes32(a10, a11),
+                    v2 = in_lanes32(a12, a13), v3 = in_lanes32(a14, a15);
+                }
+                c = 0;
+                I8_STEP(1);
+                if (prev) /* second level */
+                    u0 = in_lanes64(u0, u1), u1 = in_lanes64(u2, u3), u2 = in_lanes64(v0, v1),
+                    u3 = in_lanes64(v2, v3);
+                c = 16;
+                if (c < d)
+                    I8_STEP(0);
+                if (prev) /* across 128-bit lanes, first half */
+                    u0 = pair128(u0, u1), u1 = pair128(u2, u3);
+                c = 32;
+                if (c < d)
+                    I8_STEP(0);
+                if (prev)
+                    store_rows4(pair256(u0, u1), scale, m, prev_cnt, prev_s, lds);
+                for (c = 48; c < d; c += 16)
+                    I8_STEP(0);
+                prev_s = s[t] + (g - j0);
+                prev_cnt = cnt;
+            }
         }
-        c = 0;
-        I8_STEP(1);
-        if (prev) /* second level */
-            u0 = in_lanes64(u0, u1), u1 = in_lanes64(u2, u3), u2 = in_lanes64(v0, v1),
-            u3 = in_lanes64(v2, v3);
-        c = 16;
-        if (c < d)
-            I8_STEP(0);
-        if (prev) /* across 128-bit lanes, first half */
-            u0 = pair128(u0, u1), u1 = pair128(u2, u3);
-        c = 32;
-        if (c < d)
-            I8_STEP(0);
-        if (prev)
-            store_rows4(pair256(u0, u1), scale, m, prev_cnt, prev_s, lds);
-        for (c = 48; c < d; c += 16)
-            I8_STEP(0);
-        prev_cnt = cnt;
-    }
-    if (n > 0) /* the last group, in the same order */
+    if (prev_s) /* the last group, in the same order */
         store_rows4(reduce_across_lanes(in_lanes64(in_lanes32(a0, a1), in_lanes32(a2, a3)),
                                         in_lanes64(in_lanes32(a4, a5), in_lanes32(a6, a7)),
                                         in_lanes64(in_lanes32(a8, a9), in_lanes32(a10, a11)),
                                         in_lanes64(in_lanes32(a12, a13), in_lanes32(a14, a15))),
-                    scale, m, prev_cnt, s + (g - 4 - j0), lds);
+                    scale, m, prev_cnt, prev_s, lds);
 }
 
 AVX512 static void scores_i8_rows4(const nsa_attn_tile *tile, const float *q,
@@ -757,9 +771,9 @@ AVX512 static void scores_i8_rows4(const nsa_attn_tile *tile, const float *q,
                                    int32_t n, float *s, int64_t lds)
 {
     if (tile->k_dequant.offset)
-        i8_rows4(1, tile, q, blk, next, j0, n, s, lds);
+        i8_rows4(1, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
     else
-        i8_rows4(0, tile, q, blk, next, j0, n, s, lds);
+        i8_rows4(0, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
 }
 #undef I8_STEP
 #undef I8_KEY
@@ -951,11 +965,13 @@ PV_DTYPES(8)
  * L1 sets: bf16 decode of a BSH cache took 5.6-5.8 ms against 3.6-3.8 for BNSD (one thread,
  * S = 32768); the same cache with 64 bytes of padding per token row took 4.0-4.4. Here each
  * head takes a few keys in turn, and the group's token rows are prefetched whole, in address
- * order, HEADS_AHEAD tokens ahead: 3.78-3.79 ms. Prefetching 12 or 16 tokens ahead measured
- * 3.87-3.96 and 4.06-4.14, P.V steps of 12 or 16 keys 5.5-5.6. */
-enum { HEADS_AHEAD = 8, HEADS_PV_KEYS = 8 };
+ * order, HEADS_AHEAD tokens ahead: 3.78-3.79 ms. bf16: prefetching 12 or 16 tokens ahead
+ * measured 3.87-3.96 and 4.06-4.14, P.V steps of 12 or 16 keys 5.5-5.6. int8 (4.24-4.55 ms
+ * per head): 3.23-3.34 with 8 keys a head for Q.K^T and P.V (4 or 16 for Q.K^T: 3.7 and
+ * 4.6; P.V 16, 32 or 64: 3.7-3.85, 4.3-4.4, 4.4; 4 or 16 tokens ahead 5.2 and 3.7). */
+enum { HEADS_AHEAD = 8, HEADS_KEYS = 8 };
 
-/* Four keys of every tile, then the next four (SCORE_BF16_ROWS4 per tile, block b). */
+/* bf16: four keys of every tile, then the next four (SCORE_BF16_ROWS4 per tile, block b). */
 #define SCORE_HEADS_BF16(DOT4)                                                                     \
     for (g = j0; g < j0 + n; g += 4) {                                                             \
         const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;                                       \
@@ -997,20 +1013,48 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
 }
 #undef SCORE_HEADS_BF16
 
-/* HEADS_PV_KEYS values of every tile, then the next ones (pv_rows per tile, block b). */
-AVX512 static void pv_heads_bf16(const nsa_attn_tile *tiles, int32_t count, const float *const *p,
-                                 int64_t ldp, int32_t b, int32_t j0, int32_t n, float *const *o)
+/* int8: HEADS_KEYS keys of every tile, then the next ones (i8_rows4 over the group). */
+AVX512 static void scores_heads_i8(const nsa_attn_tile *tiles, int32_t count,
+                                   const float *const *q, int32_t b, int32_t j0, int32_t n,
+                                   float *const *s, int64_t lds)
+{
+    const nsa_kv_block *blks[NSA_ATTN_MAX_GROUP];
+    pf_cursor pc;
+    int32_t t;
+    for (t = 0; t < count; t++)
+        blks[t] = &tiles[t].blocks[b];
+    cursor_start(&pc, &tiles[0], 0, b, j0 + HEADS_AHEAD, (size_t)count * (size_t)tiles[0].d);
+    if (tiles[0].k_dequant.offset)
+        i8_rows4(1, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s, lds);
+    else
+        i8_rows4(0, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s, lds);
+}
+
+/* HEADS_KEYS values of every tile, then the next ones (pv_rows per tile, block b). */
+AVX512 INLINE void pv_heads_dt(nsa_dtype dt, const nsa_attn_tile *tiles, int32_t count,
+                               const float *const *p, int64_t ldp, int32_t b, int32_t j0,
+                               int32_t n, float *const *o)
 {
     const int32_t dv = tiles[0].dv;
     pf_cursor pc;
     int32_t g, t;
-    cursor_start(&pc, &tiles[0], 1, b, j0 + HEADS_AHEAD, (size_t)count * (size_t)dv * 2);
-    for (g = 0; g < n; g += HEADS_PV_KEYS) {
-        const int32_t cnt = n - g < HEADS_PV_KEYS ? n - g : HEADS_PV_KEYS;
+    cursor_start(&pc, &tiles[0], 1, b, j0 + HEADS_AHEAD,
+                 (size_t)count * (size_t)dv * (dt == NSA_DTYPE_I8 ? 1 : 2));
+    for (g = 0; g < n; g += HEADS_KEYS) {
+        const int32_t cnt = n - g < HEADS_KEYS ? n - g : HEADS_KEYS;
         for (t = 0; t < count; t++)
-            pv_rows(4, NSA_DTYPE_BF16, NULL, p[t] + g, ldp, &tiles[t].blocks[b], NULL, 0, &pc,
+            pv_rows(4, dt, &tiles[t].v_dequant, p[t] + g, ldp, &tiles[t].blocks[b], NULL, 0, &pc,
                     j0 + g, cnt, o[t], dv);
     }
+}
+
+AVX512 static void pv_heads(const nsa_attn_tile *tiles, int32_t count, const float *const *p,
+                            int64_t ldp, int32_t b, int32_t j0, int32_t n, float *const *o)
+{
+    if (tiles[0].kv_dtype == NSA_DTYPE_I8)
+        pv_heads_dt(NSA_DTYPE_I8, tiles, count, p, ldp, b, j0, n, o);
+    else
+        pv_heads_dt(NSA_DTYPE_BF16, tiles, count, p, ldp, b, j0, n, o);
 }
 
 #endif /* NSA_FUSED_X86 */
@@ -1072,12 +1116,14 @@ int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
 #ifdef NSA_FUSED_X86
     const nsa_attn_tile *lead = &tiles[0];
     const int32_t d = lead->d;
+    const int64_t es = (int64_t)nsa_dtype_size(lead->kv_dtype);
     int32_t t, b;
     if (count < 2)
         return 0;
     for (t = 0; t < count; t++)
         if (tiles[t].m != 4 || tiles[t].d != d || d > 192 || tiles[t].dv != 128 ||
-            !nsa_fused_uses_bf16_dot(&tiles[t]))
+            tiles[t].kv_dtype != lead->kv_dtype || tiles[t].scale != lead->scale ||
+            !(nsa_fused_uses_bf16_dot(&tiles[t]) || tiles[t].kv_dtype == NSA_DTYPE_I8))
             return 0;
     for (b = 0; b < lead->nblocks; b++) {
         const nsa_kv_block *l = &lead->blocks[b];
@@ -1085,8 +1131,8 @@ int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
             return 0;
         for (t = 1; t < count; t++) {
             const nsa_kv_block *x = &tiles[t].blocks[b];
-            if (x->k != (const void *)((const uint16_t *)l->k + (int64_t)t * d) ||
-                x->v != (const void *)((const uint16_t *)l->v + (int64_t)t * 128) ||
+            if (x->k != (const void *)((const char *)l->k + (int64_t)t * d * es) ||
+                x->v != (const void *)((const char *)l->v + (int64_t)t * 128 * es) ||
                 x->k_row_stride != l->k_row_stride || x->v_row_stride != l->v_row_stride)
                 return 0;
         }
@@ -1098,13 +1144,17 @@ int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
 #endif
 }
 
-void nsa_fused_scores_heads(const nsa_attn_tile *tiles, int32_t count, const uint16_t *const *qb,
-                            int32_t b, int32_t j0, int32_t n, float *const *s, int64_t lds)
+void nsa_fused_scores_heads(const nsa_attn_tile *tiles, int32_t count, const float *const *q,
+                            const uint16_t *const *qb, int32_t b, int32_t j0, int32_t n,
+                            float *const *s, int64_t lds)
 {
 #ifdef NSA_FUSED_X86
-    scores_heads_bf16(tiles, count, qb, b, j0, n, s, lds);
+    if (tiles[0].kv_dtype == NSA_DTYPE_I8)
+        scores_heads_i8(tiles, count, q, b, j0, n, s, lds);
+    else
+        scores_heads_bf16(tiles, count, qb, b, j0, n, s, lds);
 #else
-    (void)tiles, (void)count, (void)qb, (void)b, (void)j0, (void)n, (void)s, (void)lds;
+    (void)tiles, (void)count, (void)q, (void)qb, (void)b, (void)j0, (void)n, (void)s, (void)lds;
 #endif
 }
 
@@ -1112,7 +1162,7 @@ void nsa_fused_accumulate_heads(const nsa_attn_tile *tiles, int32_t count, const
                                 int64_t ldp, int32_t b, int32_t j0, int32_t n, float *const *o)
 {
 #ifdef NSA_FUSED_X86
-    pv_heads_bf16(tiles, count, p, ldp, b, j0, n, o);
+    pv_heads(tiles, count, p, ldp, b, j0, n, o);
 #else
     (void)tiles, (void)count, (void)p, (void)ldp, (void)b, (void)j0, (void)n, (void)o;
 #endif

@@ -56,16 +56,18 @@ NSA_INTERNAL void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p
                                        const nsa_kv_block *blk, const nsa_kv_block *next,
                                        int32_t j0, int32_t n, float *o);
 
-/* 1 when `count` (>= 2) tiles can run heads-in-lockstep (the two calls below): four rows with
- * bf16 dot products, d <= 192, dv 128, and in every block each tile's K and V rows right after
- * the previous tile's in the same token row (the kv heads of a BSH/BSND cache or page). */
+/* 1 when `count` (>= 2) tiles can run heads-in-lockstep (the two calls below): four rows, bf16
+ * dot products or int8 K/V, d <= 192, dv 128, one scale, and in every block each tile's K and
+ * V rows right after the previous tile's in the same token row (the kv heads of a BSH/BSND
+ * cache or page). */
 NSA_INTERNAL int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count);
 /* nsa_fused_scores of every tile on keys [j0, j0 + n) of its block b, a few keys of one head
- * after another, with the group's token rows prefetched whole; s[t] and qb[t] are tile t's
- * scores and nsa_fused_prepare result. The same values as a call per tile. */
+ * after another, with the group's token rows prefetched whole; s[t] is tile t's scores, q[t]
+ * and qb[t] what nsa_fused_scores takes. The same values as a call per tile. */
 NSA_INTERNAL void nsa_fused_scores_heads(const nsa_attn_tile *tiles, int32_t count,
-                                         const uint16_t *const *qb, int32_t b, int32_t j0,
-                                         int32_t n, float *const *s, int64_t lds);
+                                         const float *const *q, const uint16_t *const *qb,
+                                         int32_t b, int32_t j0, int32_t n, float *const *s,
+                                         int64_t lds);
 /* nsa_fused_accumulate likewise: o[t] += P_t . V_t for p[t] (ldp apart), the same values. */
 NSA_INTERNAL void nsa_fused_accumulate_heads(const nsa_attn_tile *tiles, int32_t count,
                                              const float *const *p, int64_t ldp, int32_t b,

@@ -266,10 +266,13 @@ static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *s
     const nsa_attn_tile *lead = &tiles[0]; /* every tile's blocks have its lengths */
     const int heads = nsa_fused_heads_usable(tiles, count);
     float *part[NSA_ATTN_MAX_GROUP], *acc[NSA_ATTN_MAX_GROUP];
+    const float *qf[NSA_ATTN_MAX_GROUP];
     int32_t b = 0, j = 0; /* the next key: row j of block b */
     int32_t t;
-    for (t = 0; t < count; t++)
+    for (t = 0; t < count; t++) {
         acc[t] = sc[t].o;
+        qf[t] = sc[t].q;
+    }
     while (b < lead->nblocks) {
         const int32_t b0 = b, j0 = j;
         int32_t n = 0, done, pb, pj;
@@ -282,7 +285,7 @@ static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *s
                 for (t = 0; t < count; t++)
                     part[t] = sc[t].s + n;
                 if (heads)
-                    nsa_fused_scores_heads(tiles, count, qb, b, j, len, part, kc);
+                    nsa_fused_scores_heads(tiles, count, qf, qb, b, j, len, part, kc);
                 else
                     for (t = 0; t < count; t++)
                         nsa_fused_scores(&tiles[t], sc[t].q, qb[t], &tiles[t].blocks[b],

@@ -878,15 +878,18 @@ static nsa_status rel_run(void *user, nsa_context *ctx, void *out, size_t out_si
     return st;
 }
 
-static void reliability(void **state)
+/* Thread counts, concurrency and allocation failures on a paged int8 case where one thread runs
+ * the kv heads in lockstep and more threads run them alone: G = 2 (the per-head loops in
+ * lockstep pairs or fours) and G = 4 at D = 128 (a few keys of each head in turn). */
+static void reliability_case(int wide)
 {
     rel_user *u = (rel_user *)calloc(1, sizeof *u);
     rel_op op;
-    (void)state;
     u->c = base_case();
     u->c.B = 1;
-    u->c.N = 16;
-    u->c.kvN = 8; /* 8 or more tasks: kv heads in lockstep pairs or fours on one thread */
+    u->c.N = wide ? 32 : 16;
+    u->c.D = wide ? 128 : u->c.D;
+    u->c.kvN = 8;  /* 8 or more tasks: kv heads in lockstep on one thread */
     u->c.S = 2500; /* split into chunks */
     u->c.kv_form = KV_PAGED3;
     u->c.block_size = 64;
@@ -910,6 +913,13 @@ static void reliability(void **state)
     free_call(&u->cl);
     free_data(&u->g);
     free(u);
+}
+
+static void reliability(void **state)
+{
+    (void)state;
+    reliability_case(0);
+    reliability_case(1);
 }
 
 static void workspace_query(void **state)
@@ -1611,13 +1621,14 @@ static void wide_groups(void **state)
  * bit. */
 static void lockstep_heads(void **state)
 {
-    static const int forms[5] = {KV_PAGED4, KV_PAGED3, KV_BATCH, KV_BATCH, KV_PAGED3};
+    static const int forms[7] = {KV_PAGED4, KV_PAGED3, KV_BATCH, KV_BATCH, KV_PAGED3,
+                                 KV_BATCH,  KV_PAGED3};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
     int i;
     (void)state;
     cfg.num_threads = 1;
     assert_int_equal(nsa_context_create(&cfg, &g_check_ctx), NSA_SUCCESS);
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 7; i++) {
         icase c = base_case();
         c.B = 2;
         c.N = 16;
@@ -1633,14 +1644,17 @@ static void lockstep_heads(void **state)
         }
         c.int8 = i == 1 ? 2 : 0;
         c.mask = i == 2 ? 1 : 0;
-        if (i >= 3) { /* bf16, G = 4, dv 128: the heads-in-lockstep loops (BSH rows, BSH pages) */
+        if (i >= 3) { /* G = 4, dv 128: the heads-in-lockstep loops (BSH rows, BSH pages), bf16
+                       * then int8 (per channel with offsets; per tensor) */
             c.N = 32;
             c.D = 128;
             c.S = 1100;
-            c.layout = i == 3 ? NSA_LAYOUT_BSND : NSA_LAYOUT_BSH;
+            c.layout = i % 2 ? NSA_LAYOUT_BSND : NSA_LAYOUT_BSH;
             c.mask = i == 3 ? 1 : 0;
             c.pse = i == 3 ? 2 : 0;
-            if (i == 4) {
+            c.int8 = i == 5 ? 2 : i == 6 ? 1 : 0;
+            c.aq_offset = i == 5;
+            if (forms[i] == KV_PAGED3) {
                 c.block_size = 64;
                 c.asl = 2;
             }
