@@ -967,8 +967,11 @@ PV_DTYPES(8)
  * head takes a few keys in turn, and the group's token rows are prefetched whole, in address
  * order, HEADS_AHEAD tokens ahead: 3.78-3.79 ms. bf16: prefetching 12 or 16 tokens ahead
  * measured 3.87-3.96 and 4.06-4.14, P.V steps of 12 or 16 keys 5.5-5.6. int8 (4.24-4.55 ms
- * per head): 3.23-3.34 with 8 keys a head for Q.K^T and P.V (4 or 16 for Q.K^T: 3.7 and
- * 4.6; P.V 16, 32 or 64: 3.7-3.85, 4.3-4.4, 4.4; 4 or 16 tokens ahead 5.2 and 3.7). */
+ * with the per-head loops): 3.23-3.34 with 8 keys a head for Q.K^T and P.V; P.V steps of 16,
+ * 32 or 64 keys 3.72-3.85, 4.34-4.42 and 4.40-4.44; with Q.K^T's reduction restarted for each
+ * head's keys, 8 keys 3.56-3.62, 4 or 16 for Q.K^T 3.65-3.80 and 3.99-4.08, 4, 16 or 32
+ * tokens ahead 5.2, 3.66-3.78 and 3.71-3.82. In L3, int8 pays for the 8-key P.V steps (the
+ * accumulators loaded and stored 8 times as often): docs/kernel.md. */
 enum { HEADS_AHEAD = 8, HEADS_KEYS = 8 };
 
 /* bf16: four keys of every tile, then the next four (SCORE_BF16_ROWS4 per tile, block b). */
