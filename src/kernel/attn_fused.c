@@ -194,15 +194,20 @@ INLINE void prefetch_ahead(const nsa_kv_block *blk, const nsa_kv_block *next, in
  * 3.22 ms on one thread (96 keys: 3.34; medians of 4 alternations). */
 #define PREFETCH_KEYS(esize) ((esize) == 1 ? 2 * NSA_FUSED_PREFETCH : NSA_FUSED_PREFETCH)
 
-/* A walk over whole token rows of a group of kv heads whose rows lie side by side
- * (nsa_fused_heads_usable), in address order, `span` bytes a row, on into the lead tile's next
- * blocks. The loops over a group's heads ask it for as many lines a step as they read. */
+/* Heads in lockstep (nsa_fused_heads_usable, below): tokens ahead of use that their walk over
+ * the group's token rows asks for, and the keys each head takes in turn (int8 Q.K^T, P.V). */
+enum { HEADS_AHEAD = 8, HEADS_KEYS = 8 };
+
+/* A walk over whole token rows of a group of kv heads whose rows lie side by side, in address
+ * order, on into the lead tile's next blocks. The loops over a group's heads ask it for the
+ * bytes of as many keys of one head as they read. */
 typedef struct pf_cursor {
     const nsa_attn_tile *lead;
-    int values;       /* V rows, else K */
-    int32_t b, j;     /* the next row: row j of the lead's block b */
-    const char *row;  /* its address; NULL past the last block */
-    size_t off, span; /* the next line's offset in the row; bytes a row */
+    int values;            /* V rows, else K */
+    int32_t b, j;          /* the next row: row j of the lead's block b */
+    const char *row;       /* its address; NULL past the last block */
+    size_t off;            /* the next line's offset in the row */
+    size_t head, span;     /* bytes of one head's row; of the group's (a token row's part) */
     int64_t esize;
 } pf_cursor;
 
@@ -213,15 +218,18 @@ static const char *cursor_row(const pf_cursor *pc)
                       : (const char *)blk->k + (int64_t)pc->j * blk->k_row_stride * pc->esize;
 }
 
-/* A cursor at row j of block b (j past the block's end: in the next blocks). */
-static void cursor_start(pf_cursor *pc, const nsa_attn_tile *lead, int values, int32_t b,
-                         int32_t j, size_t span)
+/* A cursor over the K (V when `values`) rows of `count` tiles, HEADS_AHEAD keys past row j of
+ * block b (past the block's end: in the next blocks). */
+static void cursor_start(pf_cursor *pc, const nsa_attn_tile *lead, int32_t count, int values,
+                         int32_t b, int32_t j)
 {
     pc->lead = lead;
     pc->values = values;
     pc->esize = (int64_t)nsa_dtype_size(lead->kv_dtype);
-    pc->span = span;
+    pc->head = (size_t)(values ? lead->dv : lead->d) * (size_t)pc->esize;
+    pc->span = (size_t)count * pc->head;
     pc->off = 0;
+    j += HEADS_AHEAD;
     while (b < lead->nblocks && j >= lead->blocks[b].len)
         j -= lead->blocks[b++].len;
     pc->b = b;
@@ -229,9 +237,10 @@ static void cursor_start(pf_cursor *pc, const nsa_attn_tile *lead, int values, i
     pc->row = b < lead->nblocks ? cursor_row(pc) : NULL;
 }
 
-/* Ask for the next `lines` 64-byte lines. */
-INLINE void cursor_fetch(pf_cursor *pc, int32_t lines)
+/* Ask for the next lines: the bytes of `keys` rows of one head. */
+INLINE void cursor_fetch(pf_cursor *pc, int32_t keys)
 {
+    int32_t lines = (int32_t)((size_t)keys * pc->head / 64);
     for (; lines > 0 && pc->row; lines--) {
         __builtin_prefetch(pc->row + pc->off, 0, 3);
         pc->off += 64;
@@ -724,8 +733,8 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_
                 const int32_t cnt = end - g < 4 ? end - g : 4;
                 const int prev = prev_s != NULL;
                 const char *k4[4];
-                if (pc) /* four keys' rows of the group's token rows */
-                    cursor_fetch(pc, d / 16);
+                if (pc)
+                    cursor_fetch(pc, 4);
                 else
                     prefetch_ahead(blk, next, 0, 1, g + PREFETCH_KEYS(1), 4, (size_t)d);
                 for (i = 0; i < 4; i++)
@@ -865,8 +874,8 @@ AVX512 INLINE void pv_block(const int M, const int NZ, nsa_dtype dt, const nsa_d
         if (ahead) /* one row per key */
             prefetch_ahead(blk, next, 1, esize, j0 + j + PREFETCH_KEYS(esize), 1,
                            (size_t)dv * esize);
-        else if (pc) /* a row's bytes of the group's token rows */
-            cursor_fetch(pc, (int32_t)((size_t)dv * esize / 64));
+        else if (pc)
+            cursor_fetch(pc, 1);
         if (dt == NSA_DTYPE_BF16 && NZ % 2 == 0)
             for (z = 0; z < NZ; z += 2)
                 bf16_even_odd(row + (size_t)(c0 + 16 * z) * 2, &v[z], &v[z + 1]);
@@ -972,7 +981,6 @@ PV_DTYPES(8)
  * head's keys, 8 keys 3.56-3.62, 4 or 16 for Q.K^T 3.65-3.80 and 3.99-4.08, 4, 16 or 32
  * tokens ahead 5.2, 3.66-3.78 and 3.71-3.82. In L3, int8 pays for the 8-key P.V steps (the
  * accumulators loaded and stored 8 times as often): docs/kernel.md. */
-enum { HEADS_AHEAD = 8, HEADS_KEYS = 8 };
 
 /* bf16: four keys of every tile, then the next four (SCORE_BF16_ROWS4 per tile, block b). */
 #define SCORE_HEADS_BF16(DOT4)                                                                     \
@@ -981,7 +989,7 @@ enum { HEADS_AHEAD = 8, HEADS_KEYS = 8 };
         for (t = 0; t < count; t++) {                                                              \
             const char *base = (const char *)tiles[t].blocks[b].k, *k4[4];                         \
             int r;                                                                                 \
-            cursor_fetch(&pc, d / 8); /* four keys' rows of one head, in bytes */                 \
+            cursor_fetch(&pc, 4);                                                                  \
             for (r = 0; r < 4; r++)                                                                \
                 k4[r] = base + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;                 \
             store_rows4(DOT4(qb[t], d, k4), _mm512_set1_ps(tiles[t].scale), 4, cnt,               \
@@ -998,7 +1006,7 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
     const int64_t row_bytes = tiles[0].blocks[b].k_row_stride * 2;
     pf_cursor pc;
     int32_t g, t;
-    cursor_start(&pc, &tiles[0], 0, b, j0 + HEADS_AHEAD, (size_t)count * (size_t)d * 2);
+    cursor_start(&pc, &tiles[0], count, 0, b, j0);
     switch (d / 16) {
     case 1: SCORE_HEADS_BF16(dot16_bf16_km4_0_1);
     case 2: SCORE_HEADS_BF16(dot16_bf16_km4_1_0);
@@ -1026,7 +1034,7 @@ AVX512 static void scores_heads_i8(const nsa_attn_tile *tiles, int32_t count,
     int32_t t;
     for (t = 0; t < count; t++)
         blks[t] = &tiles[t].blocks[b];
-    cursor_start(&pc, &tiles[0], 0, b, j0 + HEADS_AHEAD, (size_t)count * (size_t)tiles[0].d);
+    cursor_start(&pc, &tiles[0], count, 0, b, j0);
     if (tiles[0].k_dequant.offset)
         i8_rows4(1, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s, lds);
     else
@@ -1041,8 +1049,7 @@ AVX512 INLINE void pv_heads_dt(nsa_dtype dt, const nsa_attn_tile *tiles, int32_t
     const int32_t dv = tiles[0].dv;
     pf_cursor pc;
     int32_t g, t;
-    cursor_start(&pc, &tiles[0], 1, b, j0 + HEADS_AHEAD,
-                 (size_t)count * (size_t)dv * (dt == NSA_DTYPE_I8 ? 1 : 2));
+    cursor_start(&pc, &tiles[0], count, 1, b, j0);
     for (g = 0; g < n; g += HEADS_KEYS) {
         const int32_t cnt = n - g < HEADS_KEYS ? n - g : HEADS_KEYS;
         for (t = 0; t < count; t++)
@@ -1121,10 +1128,10 @@ int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
     const int32_t d = lead->d;
     const int64_t es = (int64_t)nsa_dtype_size(lead->kv_dtype);
     int32_t t, b;
-    if (count < 2)
+    if (count < 2 || d > 192)
         return 0;
     for (t = 0; t < count; t++)
-        if (tiles[t].m != 4 || tiles[t].d != d || d > 192 || tiles[t].dv != 128 ||
+        if (tiles[t].m != 4 || tiles[t].d != d || tiles[t].dv != 128 ||
             tiles[t].kv_dtype != lead->kv_dtype || tiles[t].scale != lead->scale ||
             !(nsa_fused_uses_bf16_dot(&tiles[t]) || tiles[t].kv_dtype == NSA_DTYPE_I8))
             return 0;
