@@ -7,7 +7,7 @@
  *
  *   scores: 16 keys at a time, one accumulator per key, reduced across lanes by a fixed
  *           shuffle tree; query rows go in pairs, so each key row loaded serves two (three
- *           or four bf16 rows: all at once, four keys at a time, dot4_bf16_rot). bf16
+ *           to eight bf16 rows: four at a time, four keys at a time, dot4_bf16_rot). bf16
  *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
  *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
  *           in place, int8 keys for three or four rows widened in registers four keys at a
@@ -463,6 +463,9 @@ AVX512BF16 INLINE __m512 dot4_bf16_rot(const int NS, const int HALF, const uint1
 }
 #undef ROT4_KEY
 
+/* Elements of one set of four rows' rotations (d <= 192). */
+#define ROT4_SIZE (4 * 192)
+
 /* Rows 0-3 of q (d channels apart) as dot4_bf16_rot's rotations: group g, rotation p, lane L
  * holds channels 32g + 8L .. +7 of row (L + p) % 4, zeros past d. */
 static void rotate_rows4(const uint16_t *q, int32_t d, uint16_t *dst)
@@ -599,8 +602,8 @@ AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float
         store_scores4(w, r, cnt, s + (size_t)r * (size_t)lds);
 }
 
-/* Three or four bf16 rows (three: the last row twice), keys [j0, j0 + n) four at a time with
- * DOT4 (lane 4r + j = q_r . k4[j]); one pass over each key row. */
+/* Keys [j0, j0 + n) four at a time with DOT4 (lane 4r + j = q_r . k4[j]) for each set of four
+ * rows (q4, ROT4_SIZE apart); a second set reads the same four key rows again from L1. */
 #define SCORE_BF16_ROWS4(DOT4)                                                                     \
     for (g = j0; g < j0 + n; g += 4) {                                                             \
         const char *k4[4];                                                                         \
@@ -609,7 +612,10 @@ AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float
         prefetch_ahead(blk, next, 0, 2, g + PREFETCH_KEYS(2), 4, (size_t)d * 2);                   \
         for (r = 0; r < 4; r++)                                                                    \
             k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;    \
-        store_rows4(DOT4(q4, d, k4), scale, tile->m, cnt, s + (g - j0), lds);                      \
+        store_rows4(DOT4(q4, d, k4), scale, tile->m < 4 ? tile->m : 4, cnt, s + (g - j0), lds);   \
+        if (tile->m > 4)                                                                           \
+            store_rows4(DOT4(q4 + ROT4_SIZE, d, k4), scale, tile->m - 4, cnt,                      \
+                        s + 4 * lds + (g - j0), lds);                                              \
     }                                                                                              \
     break
 
@@ -622,16 +628,24 @@ AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float
     }                                                                                              \
     break
 
-AVX512BF16 static void scores_bf16_rows4(const nsa_attn_tile *tile, const uint16_t *rows,
+/* Three to eight bf16 rows (rows in sets of four, the last row standing in for missing
+ * ones), keys [j0, j0 + n) four at a time; one pass over each key row. */
+AVX512BF16 static void scores_bf16_rows4(const nsa_attn_tile *tile, const uint16_t *qb,
                                          const nsa_kv_block *blk, const nsa_kv_block *next,
                                          int32_t j0, int32_t n, float *s, int64_t lds)
 {
     const int32_t d = tile->d;
-    uint16_t q4[4 * 192];
+    uint16_t q4[2 * ROT4_SIZE], rows[4 * 192];
     const int64_t row_bytes = blk->k_row_stride * 2;
     const __m512 scale = _mm512_set1_ps(tile->scale);
-    int32_t g;
-    rotate_rows4(rows, d, q4);
+    int32_t g, set, i;
+    for (set = 0; 4 * set < tile->m; set++) {
+        for (i = 0; i < 4; i++) {
+            const int32_t src = 4 * set + i < tile->m ? 4 * set + i : tile->m - 1;
+            memcpy(rows + (size_t)i * (size_t)d, qb + (size_t)src * (size_t)d, (size_t)d * 2);
+        }
+        rotate_rows4(rows, d, q4 + set * ROT4_SIZE);
+    }
     switch (d / 16) {
     case 1: SCORE_BF16_ROWS4(dot4_bf16_rot_0_1);
     case 2: SCORE_BF16_ROWS4(dot4_bf16_rot_1_0);
@@ -655,17 +669,8 @@ AVX512BF16 static void scores_bf16_dot(const nsa_attn_tile *tile, const uint16_t
 {
     const int32_t d = tile->d;
     int32_t g;
-    if ((tile->m == 3 || tile->m == 4) && d <= 192) {
-        uint16_t q4[4 * 192];
-        const uint16_t *q4p = qb;
-        /* three rows: a copy with row 2 standing in for the missing fourth (passing the
-         * instances four row pointers instead measured 20 against 25 GB/s from DRAM) */
-        if (tile->m == 3) {
-            memcpy(q4, qb, (size_t)3 * (size_t)d * 2);
-            memcpy(q4 + 3 * d, qb + 2 * d, (size_t)d * 2);
-            q4p = q4;
-        }
-        scores_bf16_rows4(tile, q4p, blk, next, j0, n, s, lds);
+    if (tile->m >= 3 && tile->m <= 8 && d <= 192) {
+        scores_bf16_rows4(tile, qb, blk, next, j0, n, s, lds);
         return;
     }
     /* a direct call per d: through a function pointer the bf16 case measured 13 % slower */
@@ -1048,7 +1053,7 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
     const int32_t d = tiles[0].d;
     const int64_t row_bytes = tiles[0].blocks[b].k_row_stride * 2;
     pf_cursor pc;
-    uint16_t qi[NSA_ATTN_MAX_GROUP][4 * 192];
+    uint16_t qi[NSA_ATTN_MAX_GROUP][ROT4_SIZE];
     int32_t g, t;
     for (t = 0; t < count; t++)
         rotate_rows4(qb[t], d, qi[t]);

@@ -343,9 +343,12 @@ static const kcase few_row_cases[] = {
      * row, and dv == 128 with up to 4 rows (P.V over whole rows, in row pairs) */
     {5, 256, 128, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
     {3, 144, 128, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_BF16, 1, 2, NSA_DTYPE_BF16},
-    /* four rows through every rotation register (d = 192) and with a half step (d = 80) */
+    /* four rows through every rotation register (d = 192) and with a half step (d = 80); */
     {4, 192, 128, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_BF16},
     {4, 80, 64, 2, 32, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
+    /* five to eight rows: two sets of four rotations, the last row standing in */
+    {6, 80, 64, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_BF16},
+    {5, 128, 128, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_BF16, 1, 1, NSA_DTYPE_BF16},
     {3, 128, 128, 2, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
     {2, 64, 128, 2, 64, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_F32},
     /* int8 keys for 3-4 rows, four keys at a time (a ragged last group of 1-3 keys) */
