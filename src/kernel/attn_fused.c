@@ -422,9 +422,11 @@ KM_INSTANCE(6, 0)
  * row (L + p) % 4 of key j in lane L. The reduction then stays within 128-bit lanes: each
  * rotation's four keys are summed with pair32, and three lane shuffles turn the rotations back
  * into row order, where reduce16 over one accumulator per row and key took 24 and a
- * permutation. bf16 decode in L3 (S = 4096, one thread, perf stat): 44.5 -> 40.0 cycles per key
- * and kv head with the instances inlined into their loops (the old form inlined: 43), 37.4 with
- * store_rows4's whole-vector stores. */
+ * permutation. bf16 decode in L3 (S = 4096, one thread, perf stat): 44.2 -> 39.9 cycles per key
+ * and kv head with the instances inlined into their loops (the old form inlined: 43); from DRAM
+ * the same time as before (two builds' calls alternated in one process: 1.00, paged 1.00).
+ * Unmasked stores of whole rows in store_rows4 made it 37.4 in L3 but 2.4 % slower from DRAM
+ * (paged 4 %), and copying the rows before rotating them cost paged decode 1.3 %. */
 #define ROT4_KEY(j, a0, a1, a2, a3)                                                                \
     do {                                                                                           \
         int g_;                                                                                    \
@@ -466,18 +468,19 @@ AVX512BF16 INLINE __m512 dot4_bf16_rot(const int NS, const int HALF, const uint1
 /* Elements of one set of four rows' rotations (d <= 192). */
 #define ROT4_SIZE (4 * 192)
 
-/* Rows 0-3 of q (d channels apart) as dot4_bf16_rot's rotations: group g, rotation p, lane L
- * holds channels 32g + 8L .. +7 of row (L + p) % 4, zeros past d. */
-static void rotate_rows4(const uint16_t *q, int32_t d, uint16_t *dst)
+/* Rows 0-3 of q (d channels apart; row rows - 1 standing in for missing ones) as
+ * dot4_bf16_rot's rotations: group g, rotation p, lane L holds channels 32g + 8L .. +7 of row
+ * (L + p) % 4, zeros past d. */
+static void rotate_rows4(const uint16_t *q, int32_t d, int32_t rows, uint16_t *dst)
 {
     int32_t g, p, l;
     for (g = 0; g < (d + 31) / 32; g++)
         for (p = 0; p < 4; p++)
             for (l = 0; l < 4; l++) {
                 uint16_t *o = dst + (size_t)(4 * g + p) * 32 + 8 * l;
-                const int32_t c = 32 * g + 8 * l;
+                const int32_t c = 32 * g + 8 * l, r = (l + p) % 4 < rows ? (l + p) % 4 : rows - 1;
                 if (c < d)
-                    memcpy(o, q + (size_t)((l + p) % 4) * (size_t)d + c, 16);
+                    memcpy(o, q + (size_t)r * (size_t)d + c, 16);
                 else
                     memset(o, 0, 16);
             }
@@ -588,16 +591,6 @@ AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float
 {
     int r;
     w = _mm512_mul_ps(w, scale);
-    /* the common case with whole vectors and no masks: 39.9 -> 37.4 cycles per key and kv head
-     * (bf16 decode in L3, as dot4_bf16_rot's figures) */
-    if (m == 4 && cnt == 4) {
-        float *s1 = s + lds, *s2 = s1 + lds, *s3 = s2 + lds;
-        _mm_storeu_ps(s, _mm512_castps512_ps128(w));
-        _mm_storeu_ps(s1, _mm512_extractf32x4_ps(w, 1));
-        _mm_storeu_ps(s2, _mm512_extractf32x4_ps(w, 2));
-        _mm_storeu_ps(s3, _mm512_extractf32x4_ps(w, 3));
-        return;
-    }
     for (r = 0; r < m; r++)
         store_scores4(w, r, cnt, s + (size_t)r * (size_t)lds);
 }
@@ -635,17 +628,13 @@ AVX512BF16 static void scores_bf16_rows4(const nsa_attn_tile *tile, const uint16
                                          int32_t j0, int32_t n, float *s, int64_t lds)
 {
     const int32_t d = tile->d;
-    uint16_t q4[2 * ROT4_SIZE], rows[4 * 192];
+    uint16_t q4[2 * ROT4_SIZE];
     const int64_t row_bytes = blk->k_row_stride * 2;
     const __m512 scale = _mm512_set1_ps(tile->scale);
-    int32_t g, set, i;
-    for (set = 0; 4 * set < tile->m; set++) {
-        for (i = 0; i < 4; i++) {
-            const int32_t src = 4 * set + i < tile->m ? 4 * set + i : tile->m - 1;
-            memcpy(rows + (size_t)i * (size_t)d, qb + (size_t)src * (size_t)d, (size_t)d * 2);
-        }
-        rotate_rows4(rows, d, q4 + set * ROT4_SIZE);
-    }
+    int32_t g, set;
+    for (set = 0; 4 * set < tile->m; set++)
+        rotate_rows4(qb + (size_t)(4 * set) * (size_t)d, d, tile->m - 4 * set,
+                     q4 + set * ROT4_SIZE);
     switch (d / 16) {
     case 1: SCORE_BF16_ROWS4(dot4_bf16_rot_0_1);
     case 2: SCORE_BF16_ROWS4(dot4_bf16_rot_1_0);
@@ -1056,7 +1045,7 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
     uint16_t qi[NSA_ATTN_MAX_GROUP][ROT4_SIZE];
     int32_t g, t;
     for (t = 0; t < count; t++)
-        rotate_rows4(qb[t], d, qi[t]);
+        rotate_rows4(qb[t], d, 4, qi[t]);
     cursor_start(&pc, &tiles[0], count, 0, b, j0);
     switch (d / 16) {
     case 1: SCORE_HEADS_BF16(dot4_bf16_rot_0_1);
