@@ -19,7 +19,10 @@
  * (attn_fused.c), 32 keys measured best for contiguous bf16 decode on one thread (medians of
  * 5-6 alternations: 16 keys 4.03, 32 3.71-4.17, 48 3.83, 64 3.93-4.46, 96 4.64, 128 4.85 ms;
  * nsa_bench ifa 0.84 against 0.76 of a stream read), and the same as 64 for int8, paged and
- * two threads. */
+ * two threads. Eleventh session, two builds' calls alternated in one process (time against
+ * 32 keys, medians of 60 pairs): one thread 16 keys 1.05, 20 1.02, 24 1.00-1.01, 48 1.07; two
+ * threads 16-24 keys 0.94-0.96 while the machine read slowly (50 GB/s), 24 keys 1.01-1.02
+ * while it read fast (75 GB/s). */
 #ifndef NSA_FUSED_PREFETCH
 #define NSA_FUSED_PREFETCH 32
 #endif
