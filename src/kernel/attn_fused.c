@@ -11,7 +11,8 @@
  *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
  *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
  *           in place, int8 keys for three or four rows widened in registers four keys at a
- *           time (i8_rows4), others widened to fp32 rows of 16 keys in L1 first;
+ *           time (rows4_widened, f16 keys likewise), others widened to fp32 rows of 16 keys
+ *           in L1 first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
  *           in registers while 16 values at a time (64 for int8) stream past, converted in
  *           registers (or whole rows of 128 channels for pairs of rows, see pv_rows); bf16
@@ -127,10 +128,10 @@ AVX512 INLINE __m512 reduce16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), w);
 }
 
-/* The same sums in another order, for the int8 rows loop (i8_rows4), which spreads them over
- * its next steps: within 128-bit lanes first (unpacks, which run beside the FMAs), then across
- * them with 6 lane-crossing shuffles instead of 24 and a permutation (those compete with the
- * FMAs for their pipes). in_lanes32/64 are the first two levels; 128-bit lane i of
+/* The same sums in another order, for the int8/f16 rows loop (rows4_widened), which spreads
+ * them over its next steps: within 128-bit lanes first (unpacks, which run beside the FMAs),
+ * then across them with 6 lane-crossing shuffles instead of 24 and a permutation (those
+ * compete with the FMAs for their pipes). in_lanes32/64 are the first two levels; 128-bit lane i of
  * reduce_across_lanes(u0, u1, u2, u3) holds the totals of u_i. The other loops keep reduce16:
  * bound by memory, they showed no difference this VM resolves (bf16 decode over 8 alternated
  * runs: 0.67-0.91 of a stream read with this order, 0.53-0.89 with reduce16's in two builds). */
@@ -697,6 +698,12 @@ AVX512 INLINE __m512 i8_widen16(const char *src)
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x));
 }
 
+/* The 16 f16 values at src as fp32 (exact). */
+AVX512 INLINE __m512 f16_widen16(const char *src)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)src));
+}
+
 AVX512 INLINE __m512 i8_plus_offset16(const char *src, __m512 offset)
 {
     return _mm512_add_ps(i8_widen16(src), offset);
@@ -712,43 +719,50 @@ AVX512 static void i8_row_plus_offset(const int8_t *src, const nsa_dequant *dq, 
         _mm512_storeu_ps(dst + c, i8_plus_offset16((const char *)src + c, offset16(dq, c)));
 }
 
-/* One step of 16 channels (c) for four fp32 query rows (q4) against four int8 keys (k4): the
+/* Kinds of keys rows4_widened takes: int8, int8 with offsets, f16. */
+enum { ROWS4_I8, ROWS4_I8_OFFSET, ROWS4_F16 };
+
+/* One step of 16 channels (c) for four fp32 query rows (q4) against four keys (k4): the
  * accumulator of row r and key j is a_{4r+j}; FIRST starts them (a product, no add). Each key's
- * 16 bytes are widened in registers (plus the offset when OFFSET) and serve all four rows. */
-#define I8_KEY(j, A0, A1, A2, A3, FIRST)                                                           \
-    x = OFFSET ? i8_plus_offset16(k4[j] + c, of) : i8_widen16(k4[j] + c);                        \
+ * 16 values are widened in registers (int8 plus the offset with ROWS4_I8_OFFSET) and serve all
+ * four rows. */
+#define WIDE_KEY(j, A0, A1, A2, A3, FIRST)                                                         \
+    x = KIND == ROWS4_F16         ? f16_widen16(k4[j] + 2 * c)                                    \
+        : KIND == ROWS4_I8_OFFSET ? i8_plus_offset16(k4[j] + c, of)                               \
+                                  : i8_widen16(k4[j] + c);                                        \
     A0 = FIRST ? _mm512_mul_ps(q0, x) : _mm512_fmadd_ps(q0, x, A0);                               \
     A1 = FIRST ? _mm512_mul_ps(q1, x) : _mm512_fmadd_ps(q1, x, A1);                               \
     A2 = FIRST ? _mm512_mul_ps(q2, x) : _mm512_fmadd_ps(q2, x, A2);                               \
     A3 = FIRST ? _mm512_mul_ps(q3, x) : _mm512_fmadd_ps(q3, x, A3)
-#define I8_STEP(FIRST)                                                                             \
+#define WIDE_STEP(FIRST)                                                                           \
     do {                                                                                           \
         const __m512 q0 = _mm512_loadu_ps(q4[0] + c), q1 = _mm512_loadu_ps(q4[1] + c),            \
                      q2 = _mm512_loadu_ps(q4[2] + c), q3 = _mm512_loadu_ps(q4[3] + c),            \
-                     of = OFFSET ? offset16(dq, c) : zero;                                         \
+                     of = KIND == ROWS4_I8_OFFSET ? offset16(dq, c) : zero;                        \
         __m512 x;                                                                                  \
-        I8_KEY(0, a0, a4, a8, a12, FIRST);                                                         \
-        I8_KEY(1, a1, a5, a9, a13, FIRST);                                                         \
-        I8_KEY(2, a2, a6, a10, a14, FIRST);                                                        \
-        I8_KEY(3, a3, a7, a11, a15, FIRST);                                                        \
+        WIDE_KEY(0, a0, a4, a8, a12, FIRST);                                                       \
+        WIDE_KEY(1, a1, a5, a9, a13, FIRST);                                                       \
+        WIDE_KEY(2, a2, a6, a10, a14, FIRST);                                                      \
+        WIDE_KEY(3, a3, a7, a11, a15, FIRST);                                                      \
     } while (0)
 
-/* int8 keys for three or four rows (three: the last row twice), four keys at a time. The
+/* int8 or f16 keys for three or four rows (three: the last row twice), four keys at a time. The
  * reduction of one group of four keys is spread over the first three steps of the next: done
  * at once, its chain of shuffles and adds held the FMAs of the next group back (a model of this
  * loop over keys in L1: 21.3 cycles per key and kv head, 16.9 with no reduction at all, 19.0
- * spread). Without offsets (OFFSET 0) the widening adds nothing, which keeps a register free
+ * spread). Without offsets (ROWS4_I8) the widening adds nothing, which keeps a register free
  * (in-cache int8 decode 52 -> 50 cycles per key and kv head). `count` tiles (the heads of a
  * lockstep group, `pc` their token-row walk instead of the per-row prefetch) take `keys` keys
  * in turn, the spread carrying over from one tile's group to the next; they share the scale.
  * One tile: count 1, keys n. */
-AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_t count,
+AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int32_t count,
                             const float *const *q, const nsa_kv_block *const *blks,
                             const nsa_kv_block *next, pf_cursor *pc, int32_t keys, int32_t j0,
                             int32_t n, float *const *s, int64_t lds)
 {
     const int32_t d = tiles[0].d;
     const int m = tiles[0].m;
+    const size_t esize = KIND == ROWS4_F16 ? 2 : 1;
     const __m512 scale = _mm512_set1_ps(tiles[0].scale), zero = _mm512_setzero_ps();
     __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero,
            a7 = zero, a8 = zero, a9 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero,
@@ -760,7 +774,7 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_
     for (g0 = j0; g0 < j0 + n; g0 += keys)
         for (t = 0; t < count; t++) {
             const nsa_kv_block *blk = blks[t];
-            const int64_t row_bytes = blk->k_row_stride;
+            const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
             const nsa_dequant *dq = &tiles[t].k_dequant;
             const int32_t end = j0 + n - g0 < keys ? j0 + n : g0 + keys;
             const float *q4[4];
@@ -773,7 +787,8 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_
                 if (pc)
                     cursor_fetch(pc, 4);
                 else
-                    prefetch_ahead(blk, next, 0, 1, g + PREFETCH_KEYS(1), 4, (size_t)d);
+                    prefetch_ahead(blk, next, 0, esize, g + PREFETCH_KEYS(esize), 4,
+                                   (size_t)d * esize);
                 for (i = 0; i < 4; i++)
                     k4[i] =
                         (const char *)blk->k + (int64_t)(g + (i < cnt ? i : cnt - 1)) * row_bytes;
@@ -784,22 +799,22 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_
                     v2 = in_lanes32(a12, a13), v3 = in_lanes32(a14, a15);
                 }
                 c = 0;
-                I8_STEP(1);
+                WIDE_STEP(1);
                 if (prev) /* second level */
                     u0 = in_lanes64(u0, u1), u1 = in_lanes64(u2, u3), u2 = in_lanes64(v0, v1),
                     u3 = in_lanes64(v2, v3);
                 c = 16;
                 if (c < d)
-                    I8_STEP(0);
+                    WIDE_STEP(0);
                 if (prev) /* across 128-bit lanes, first half */
                     u0 = pair128(u0, u1), u1 = pair128(u2, u3);
                 c = 32;
                 if (c < d)
-                    I8_STEP(0);
+                    WIDE_STEP(0);
                 if (prev)
                     store_rows4(pair256(u0, u1), scale, m, prev_cnt, prev_s, lds);
                 for (c = 48; c < d; c += 16)
-                    I8_STEP(0);
+                    WIDE_STEP(0);
                 prev_s = s[t] + (g - j0);
                 prev_cnt = cnt;
             }
@@ -812,14 +827,16 @@ AVX512 INLINE void i8_rows4(const int OFFSET, const nsa_attn_tile *tiles, int32_
                     scale, m, prev_cnt, prev_s, lds);
 }
 
-AVX512 static void scores_i8_rows4(const nsa_attn_tile *tile, const float *q,
-                                   const nsa_kv_block *blk, const nsa_kv_block *next, int32_t j0,
-                                   int32_t n, float *s, int64_t lds)
+AVX512 static void scores_rows4_widened(const nsa_attn_tile *tile, const float *q,
+                                        const nsa_kv_block *blk, const nsa_kv_block *next,
+                                        int32_t j0, int32_t n, float *s, int64_t lds)
 {
-    if (tile->k_dequant.offset)
-        i8_rows4(1, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
+    if (tile->kv_dtype == NSA_DTYPE_F16)
+        rows4_widened(ROWS4_F16, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
+    else if (tile->k_dequant.offset)
+        rows4_widened(ROWS4_I8_OFFSET, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
     else
-        i8_rows4(0, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
+        rows4_widened(ROWS4_I8, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
 }
 #undef I8_STEP
 #undef I8_KEY
@@ -834,8 +851,9 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
     int32_t g, jj;
-    if (tile->kv_dtype == NSA_DTYPE_I8 && (tile->m == 3 || tile->m == 4)) {
-        scores_i8_rows4(tile, q, blk, next, j0, n, s, lds);
+    if ((tile->kv_dtype == NSA_DTYPE_I8 || tile->kv_dtype == NSA_DTYPE_F16) &&
+        (tile->m == 3 || tile->m == 4)) {
+        scores_rows4_widened(tile, q, blk, next, j0, n, s, lds);
         return;
     }
     for (g = j0; g < j0 + n; g += 16) {
@@ -1064,7 +1082,7 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
 }
 #undef SCORE_HEADS_BF16
 
-/* int8: HEADS_KEYS keys of every tile, then the next ones (i8_rows4 over the group). */
+/* int8: HEADS_KEYS keys of every tile, then the next ones (rows4_widened over the group). */
 AVX512 static void scores_heads_i8(const nsa_attn_tile *tiles, int32_t count,
                                    const float *const *q, int32_t b, int32_t j0, int32_t n,
                                    float *const *s, int64_t lds)
@@ -1076,9 +1094,10 @@ AVX512 static void scores_heads_i8(const nsa_attn_tile *tiles, int32_t count,
         blks[t] = &tiles[t].blocks[b];
     cursor_start(&pc, &tiles[0], count, 0, b, j0);
     if (tiles[0].k_dequant.offset)
-        i8_rows4(1, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s, lds);
+        rows4_widened(ROWS4_I8_OFFSET, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s,
+                      lds);
     else
-        i8_rows4(0, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s, lds);
+        rows4_widened(ROWS4_I8, tiles, count, q, blks, NULL, &pc, HEADS_KEYS, j0, n, s, lds);
 }
 
 /* HEADS_KEYS values of every tile, then the next ones (pv_rows per tile, block b). */
