@@ -761,7 +761,6 @@ AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int
                             int32_t n, float *const *s, int64_t lds)
 {
     const int32_t d = tiles[0].d;
-    const int m = tiles[0].m;
     const size_t esize = KIND == ROWS4_F16 ? 2 : 1;
     const __m512 scale = _mm512_set1_ps(tiles[0].scale), zero = _mm512_setzero_ps();
     __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero,
@@ -771,9 +770,11 @@ AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int
            v3 = zero;
     float *prev_s = NULL; /* the previous group's scores, reduced during this group */
     int32_t g0, g, c, i, t, prev_cnt = 0;
+    int prev_m = 0;
     for (g0 = j0; g0 < j0 + n; g0 += keys)
         for (t = 0; t < count; t++) {
             const nsa_kv_block *blk = blks[t];
+            const int m = tiles[t].m, fetch = t == 0 || blk != blks[t - 1];
             const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
             const nsa_dequant *dq = &tiles[t].k_dequant;
             const int32_t end = j0 + n - g0 < keys ? j0 + n : g0 + keys;
@@ -786,7 +787,7 @@ AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int
                 const char *k4[4];
                 if (pc)
                     cursor_fetch(pc, 4);
-                else
+                else if (fetch)
                     prefetch_ahead(blk, next, 0, esize, g + PREFETCH_KEYS(esize), 4,
                                    (size_t)d * esize);
                 for (i = 0; i < 4; i++)
@@ -812,11 +813,12 @@ AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int
                 if (c < d)
                     WIDE_STEP(0);
                 if (prev)
-                    store_rows4(pair256(u0, u1), scale, m, prev_cnt, prev_s, lds);
+                    store_rows4(pair256(u0, u1), scale, prev_m, prev_cnt, prev_s, lds);
                 for (c = 48; c < d; c += 16)
                     WIDE_STEP(0);
                 prev_s = s[t] + (g - j0);
                 prev_cnt = cnt;
+                prev_m = m;
             }
         }
     if (prev_s) /* the last group, in the same order */
@@ -824,19 +826,34 @@ AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int
                                         in_lanes64(in_lanes32(a4, a5), in_lanes32(a6, a7)),
                                         in_lanes64(in_lanes32(a8, a9), in_lanes32(a10, a11)),
                                         in_lanes64(in_lanes32(a12, a13), in_lanes32(a14, a15))),
-                    scale, m, prev_cnt, prev_s, lds);
+                    scale, prev_m, prev_cnt, prev_s, lds);
 }
 
+/* Three to eight rows: up to four as one entry; five to eight as two entries of the same tile
+ * (rows 0-3, then the rest) taking each four keys in turn, the second from L1. */
 AVX512 static void scores_rows4_widened(const nsa_attn_tile *tile, const float *q,
                                         const nsa_kv_block *blk, const nsa_kv_block *next,
                                         int32_t j0, int32_t n, float *s, int64_t lds)
 {
+    nsa_attn_tile sets[2];
+    const float *qs[2];
+    const nsa_kv_block *blks[2];
+    float *ss[2];
+    const int32_t count = tile->m > 4 ? 2 : 1, keys = count == 1 ? n : 4;
+    int32_t i;
+    for (i = 0; i < count; i++) {
+        sets[i] = *tile;
+        sets[i].m = count == 1 ? tile->m : i == 0 ? 4 : tile->m - 4;
+        qs[i] = q + (size_t)(4 * i) * (size_t)tile->d;
+        blks[i] = blk;
+        ss[i] = s + 4 * i * lds;
+    }
     if (tile->kv_dtype == NSA_DTYPE_F16)
-        rows4_widened(ROWS4_F16, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
+        rows4_widened(ROWS4_F16, sets, count, qs, blks, next, NULL, keys, j0, n, ss, lds);
     else if (tile->k_dequant.offset)
-        rows4_widened(ROWS4_I8_OFFSET, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
+        rows4_widened(ROWS4_I8_OFFSET, sets, count, qs, blks, next, NULL, keys, j0, n, ss, lds);
     else
-        rows4_widened(ROWS4_I8, tile, 1, &q, &blk, next, NULL, n, j0, n, &s, lds);
+        rows4_widened(ROWS4_I8, sets, count, qs, blks, next, NULL, keys, j0, n, ss, lds);
 }
 #undef I8_STEP
 #undef I8_KEY
@@ -851,8 +868,8 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
     int32_t g, jj;
-    if ((tile->kv_dtype == NSA_DTYPE_I8 || tile->kv_dtype == NSA_DTYPE_F16) &&
-        (tile->m == 3 || tile->m == 4)) {
+    if ((tile->kv_dtype == NSA_DTYPE_I8 || tile->kv_dtype == NSA_DTYPE_F16) && tile->m >= 3 &&
+        tile->m <= 8) {
         scores_rows4_widened(tile, q, blk, next, j0, n, s, lds);
         return;
     }

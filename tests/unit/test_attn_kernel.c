@@ -354,6 +354,9 @@ static const kcase few_row_cases[] = {
     /* int8 and f16 keys for 3-4 rows, four keys at a time (a ragged last group of 1-3 keys) */
     {4, 128, 128, 3, 64, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
     {3, 80, 64, 2, 32, NSA_DTYPE_F16, NSA_DTYPE_F16, 1, 2, NSA_DTYPE_F32},
+    /* five to eight rows: two sets taking each four keys in turn */
+    {8, 128, 128, 3, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {6, 48, 64, 2, 32, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
     {4, 128, 128, 3, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
     {4, 48, 32, 2, 16, NSA_DTYPE_I8, NSA_DTYPE_BF16, 1, 2, NSA_DTYPE_F32},
 };
