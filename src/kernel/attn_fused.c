@@ -10,9 +10,9 @@
  *           to eight bf16 rows: four at a time, four keys at a time, dot4_bf16_rot). bf16
  *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
  *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
- *           in place, int8 keys for three or four rows widened in registers four keys at a
- *           time (rows4_widened, f16 keys likewise), others widened to fp32 rows of 16 keys
- *           in L1 first;
+ *           in place, int8 and f16 keys for three to eight rows widened in registers four
+ *           keys at a time (rows4_widened), others widened to fp32 rows of 16 keys in L1
+ *           first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
  *           in registers while 16 values at a time (64 for int8) stream past, converted in
  *           registers (or whole rows of 128 channels for pairs of rows, see pv_rows); bf16
@@ -746,19 +746,20 @@ enum { ROWS4_I8, ROWS4_I8_OFFSET, ROWS4_F16 };
         WIDE_KEY(3, a3, a7, a11, a15, FIRST);                                                      \
     } while (0)
 
-/* int8 or f16 keys for three or four rows (three: the last row twice), four keys at a time. The
- * reduction of one group of four keys is spread over the first three steps of the next: done
- * at once, its chain of shuffles and adds held the FMAs of the next group back (a model of this
- * loop over keys in L1: 21.3 cycles per key and kv head, 16.9 with no reduction at all, 19.0
- * spread). Without offsets (ROWS4_I8) the widening adds nothing, which keeps a register free
- * (in-cache int8 decode 52 -> 50 cycles per key and kv head). `count` tiles (the heads of a
- * lockstep group, `pc` their token-row walk instead of the per-row prefetch) take `keys` keys
- * in turn, the spread carrying over from one tile's group to the next; they share the scale.
- * One tile: count 1, keys n. */
+/* int8 or f16 keys for up to four rows per entry (three: the last row twice), four keys at a
+ * time. The reduction of one group of four keys is spread over the first three steps of the
+ * next: done at once, its chain of shuffles and adds held the FMAs of the next group back (a
+ * model of this loop over keys in L1: 21.3 cycles per key and kv head, 16.9 with no reduction
+ * at all, 19.0 spread). Without offsets (ROWS4_I8) the widening adds nothing, which keeps a
+ * register free (in-cache int8 decode 52 -> 50 cycles per key and kv head). `count` entries
+ * (the heads of a lockstep group, `pc` their token-row walk instead of the per-row prefetch;
+ * or two row sets of one tile, over the same block, prefetched once) take `keys` keys in turn,
+ * the spread carrying over from one entry's group to the next; they share the scale. One
+ * tile of up to four rows: count 1, keys n. */
 AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int32_t count,
-                            const float *const *q, const nsa_kv_block *const *blks,
-                            const nsa_kv_block *next, pf_cursor *pc, int32_t keys, int32_t j0,
-                            int32_t n, float *const *s, int64_t lds)
+                                 const float *const *q, const nsa_kv_block *const *blks,
+                                 const nsa_kv_block *next, pf_cursor *pc, int32_t keys,
+                                 int32_t j0, int32_t n, float *const *s, int64_t lds)
 {
     const int32_t d = tiles[0].d;
     const size_t esize = KIND == ROWS4_F16 ? 2 : 1;
