@@ -135,24 +135,11 @@ int main(int argc, char **argv)
     prm.scale_value = 1.0 / sqrt((double)D);
     if (paged) { /* the cache's blocks in shuffled pages [nblk, KVN, BLK, D] */
         char *kp = (char *)buffer(kv * es), *vp = (char *)buffer(kv * es);
-        int64_t i, h;
         if (!kp || !vp)
             return 1;
-        for (i = 0; i < nblk; i++)
-            table[i] = (int32_t)i;
-        for (i = nblk - 1; i > 0; i--) {
-            const int64_t o = (i * 7919 + 13) % (i + 1);
-            const int32_t x = table[i];
-            table[i] = table[o];
-            table[o] = x;
-        }
-        for (i = 0; i < nblk; i++)
-            for (h = 0; h < KVN; h++) {
-                const size_t src = (size_t)((h * S + i * BLK) * D) * es,
-                             dst = (size_t)(((table[i] * KVN + h) * BLK) * D) * es;
-                memcpy(kp + dst, k + src, (size_t)(BLK * D) * es);
-                memcpy(vp + dst, v + src, (size_t)(BLK * D) * es);
-            }
+        bench_shuffle_pages(table, nblk);
+        bench_page_cache(k, kp, table, nblk, KVN, S, BLK, D, es);
+        bench_page_cache(v, vp, table, nblk, KVN, S, BLK, D, es);
         tk = nsa_tensor_contiguous(kp, kd, 4, ps);
         tv = nsa_tensor_contiguous(vp, kd, 4, ps);
         tbt = nsa_tensor_contiguous(table, NSA_DTYPE_I32, 2, bts);

@@ -73,23 +73,9 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     (void)cap;
 
     /* shuffled pages: logical block i of the sequence lives in page table[i] */
-    for (i = 0; i < nblk; i++)
-        table[i] = (int32_t)i;
-    for (i = nblk - 1; i > 0; i--) {
-        int64_t j = (i * 7919 + 13) % (i + 1);
-        int32_t t = table[i];
-        table[i] = table[j];
-        table[j] = t;
-    }
-    for (i = 0; i < nblk; i++) {
-        int64_t h;
-        for (h = 0; h < IFA_KVN; h++) {
-            size_t src = ((size_t)h * S + (size_t)i * IFA_BLOCK) * IFA_D * 2;
-            size_t dst = (((size_t)table[i] * IFA_KVN + h) * IFA_BLOCK) * IFA_D * 2;
-            memcpy((char *)kp + dst, (char *)k16 + src, IFA_BLOCK * IFA_D * 2);
-            memcpy((char *)vp + dst, (char *)v16 + src, IFA_BLOCK * IFA_D * 2);
-        }
-    }
+    bench_shuffle_pages(table, nblk);
+    bench_page_cache(k16, kp, table, nblk, IFA_KVN, S, IFA_BLOCK, IFA_D, 2);
+    bench_page_cache(v16, vp, table, nblk, IFA_KVN, S, IFA_BLOCK, IFA_D, 2);
     for (i = 0; i < S; i++) { /* the BSH copy: token i's row holds every head's key i */
         int64_t h;
         for (h = 0; h < IFA_KVN; h++) {
@@ -134,7 +120,7 @@ static int run(const bench_env *env, bench_row *rows, int cap)
     bsh.k = nsa_tensor_contiguous(ks, NSA_DTYPE_BF16, 3, kshape3);
     bsh.v = nsa_tensor_contiguous(vs, NSA_DTYPE_BF16, 3, kshape3);
 
-    { /* the three caches and a stream pass in turn; every ratio is taken per round. A round
+    { /* the four caches and a stream pass in turn; every ratio is taken per round. A round
        * takes about 15 ms, so the case takes at least 31 (a median of 5 or 7 moved with a
        * single slow round: the two-thread paged ratio read 0.87-1.26 from run to run; with 31,
        * 1.03-1.23 over eight runs). */

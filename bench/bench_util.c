@@ -207,3 +207,27 @@ double bench_stream_read(size_t bytes, int threads, int reps)
     bench_stream_free(s);
     return (double)bytes / bench_median(t, reps);
 }
+
+void bench_shuffle_pages(int32_t *table, int64_t nblk)
+{
+    int64_t i;
+    for (i = 0; i < nblk; i++)
+        table[i] = (int32_t)i;
+    for (i = nblk - 1; i > 0; i--) {
+        const int64_t j = (i * 7919 + 13) % (i + 1);
+        const int32_t t = table[i];
+        table[i] = table[j];
+        table[j] = t;
+    }
+}
+
+void bench_page_cache(const void *src, void *dst, const int32_t *table, int64_t nblk,
+                      int64_t kvn, int64_t S, int64_t blk, int64_t d, size_t esize)
+{
+    const size_t piece = (size_t)(blk * d) * esize;
+    int64_t i, h;
+    for (i = 0; i < nblk; i++)
+        for (h = 0; h < kvn; h++)
+            memcpy((char *)dst + (size_t)(table[i] * kvn + h) * piece,
+                   (const char *)src + (size_t)((h * S + i * blk) * d) * esize, piece);
+}

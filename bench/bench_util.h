@@ -4,6 +4,7 @@
 #define NSA_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Monotonic seconds. */
 double bench_now(void);
@@ -34,5 +35,12 @@ double bench_sgemm_pass(void *sgemm); /* a bench_sgemm */
 /* Floating-point operations of one pass. */
 double bench_sgemm_flops(const bench_sgemm *g);
 void bench_sgemm_free(bench_sgemm *g);
+
+/* table[i] = the page holding logical block i of a sequence: a fixed shuffle of 0..nblk-1. */
+void bench_shuffle_pages(int32_t *table, int64_t nblk);
+/* The first nblk * blk keys of a BNSD cache [kvn][S][d] (esize bytes an element) copied into
+ * pages [nblk][kvn][blk][d]: block i of head h into page table[i]. */
+void bench_page_cache(const void *src, void *dst, const int32_t *table, int64_t nblk,
+                      int64_t kvn, int64_t S, int64_t blk, int64_t d, size_t esize);
 
 #endif
