@@ -424,7 +424,7 @@ KM_INSTANCE(6, 0)
  * rotation's four keys are summed with pair32, and three lane shuffles turn the rotations back
  * into row order, where reduce16 over one accumulator per row and key took 24 and a
  * permutation. bf16 decode in L3 (S = 4096, one thread, perf stat): 44.2 -> 39.9 cycles per key
- * and kv head with the instances inlined into their loops (the old form inlined: 43); from DRAM
+ * and kv head with the loop inlined into its callers (the old form inlined: 43); from DRAM
  * the same time as before (two builds' calls alternated in one process: 1.00, paged 1.00).
  * Unmasked stores of whole rows in store_rows4 made it 37.4 in L3 but 2.4 % slower from DRAM
  * (paged 4 %), and copying the rows before rotating them cost paged decode 1.3 %. */
@@ -487,26 +487,22 @@ static void rotate_rows4(const uint16_t *q, int32_t d, int32_t rows, uint16_t *d
             }
 }
 
-#define ROT4_INSTANCE(NS, HALF)                                                                    \
-    AVX512BF16 INLINE __m512 dot4_bf16_rot_##NS##_##HALF(const uint16_t *qr, int32_t d,           \
-                                                        const char *const *k)                    \
-    {                                                                                              \
-        (void)d;                                                                                   \
-        return dot4_bf16_rot(NS, HALF, qr, k);                                                     \
+/* BODY(NS, HALF) with dot4_bf16_rot's constants for d (16..192): a case per d / 16. */
+#define ROT4_SWITCH(d, BODY)                                                                       \
+    switch ((d) / 16) {                                                                            \
+    case 1: BODY(0, 1);                                                                            \
+    case 2: BODY(1, 0);                                                                            \
+    case 3: BODY(1, 1);                                                                            \
+    case 4: BODY(2, 0);                                                                            \
+    case 5: BODY(2, 1);                                                                            \
+    case 6: BODY(3, 0);                                                                            \
+    case 7: BODY(3, 1);                                                                            \
+    case 8: BODY(4, 0);                                                                            \
+    case 9: BODY(4, 1);                                                                            \
+    case 10: BODY(5, 0);                                                                           \
+    case 11: BODY(5, 1);                                                                           \
+    default: BODY(6, 0);                                                                           \
     }
-ROT4_INSTANCE(0, 1)
-ROT4_INSTANCE(1, 0)
-ROT4_INSTANCE(1, 1)
-ROT4_INSTANCE(2, 0)
-ROT4_INSTANCE(2, 1)
-ROT4_INSTANCE(3, 0)
-ROT4_INSTANCE(3, 1)
-ROT4_INSTANCE(4, 0)
-ROT4_INSTANCE(4, 1)
-ROT4_INSTANCE(5, 0)
-ROT4_INSTANCE(5, 1)
-ROT4_INSTANCE(6, 0)
-#undef ROT4_INSTANCE
 
 /* The same over fp32 rows (16 channels a step). */
 AVX512 static __m512 dot16_f32(const float *qa, const float *const *ka, const float *qb,
@@ -596,9 +592,9 @@ AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float
         store_scores4(w, r, cnt, s + (size_t)r * (size_t)lds);
 }
 
-/* Keys [j0, j0 + n) four at a time with DOT4 (lane 4r + j = q_r . k4[j]) for each set of four
+/* Keys [j0, j0 + n) four at a time (lane 4r + j = q_r . k4[j]) for each set of four
  * rows (q4, ROT4_SIZE apart); a second set reads the same four key rows again from L1. */
-#define SCORE_BF16_ROWS4(DOT4)                                                                     \
+#define SCORE_BF16_ROWS4(NS, HALF)                                                                 \
     for (g = j0; g < j0 + n; g += 4) {                                                             \
         const char *k4[4];                                                                         \
         const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;                                       \
@@ -606,9 +602,10 @@ AVX512 INLINE void store_rows4(__m512 w, __m512 scale, int m, int32_t cnt, float
         prefetch_ahead(blk, next, 0, 2, g + PREFETCH_KEYS(2), 4, (size_t)d * 2);                   \
         for (r = 0; r < 4; r++)                                                                    \
             k4[r] = (const char *)blk->k + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;    \
-        store_rows4(DOT4(q4, d, k4), scale, tile->m < 4 ? tile->m : 4, cnt, s + (g - j0), lds);   \
+        store_rows4(dot4_bf16_rot(NS, HALF, q4, k4), scale, tile->m < 4 ? tile->m : 4, cnt,        \
+                    s + (g - j0), lds);                                                            \
         if (tile->m > 4)                                                                           \
-            store_rows4(DOT4(q4 + ROT4_SIZE, d, k4), scale, tile->m - 4, cnt,                      \
+            store_rows4(dot4_bf16_rot(NS, HALF, q4 + ROT4_SIZE, k4), scale, tile->m - 4, cnt,      \
                         s + 4 * lds + (g - j0), lds);                                              \
     }                                                                                              \
     break
@@ -636,20 +633,7 @@ AVX512BF16 static void scores_bf16_rows4(const nsa_attn_tile *tile, const uint16
     for (set = 0; 4 * set < tile->m; set++)
         rotate_rows4(qb + (size_t)(4 * set) * (size_t)d, d, tile->m - 4 * set,
                      q4 + set * ROT4_SIZE);
-    switch (d / 16) {
-    case 1: SCORE_BF16_ROWS4(dot4_bf16_rot_0_1);
-    case 2: SCORE_BF16_ROWS4(dot4_bf16_rot_1_0);
-    case 3: SCORE_BF16_ROWS4(dot4_bf16_rot_1_1);
-    case 4: SCORE_BF16_ROWS4(dot4_bf16_rot_2_0);
-    case 5: SCORE_BF16_ROWS4(dot4_bf16_rot_2_1);
-    case 6: SCORE_BF16_ROWS4(dot4_bf16_rot_3_0);
-    case 7: SCORE_BF16_ROWS4(dot4_bf16_rot_3_1);
-    case 8: SCORE_BF16_ROWS4(dot4_bf16_rot_4_0);
-    case 9: SCORE_BF16_ROWS4(dot4_bf16_rot_4_1);
-    case 10: SCORE_BF16_ROWS4(dot4_bf16_rot_5_0);
-    case 11: SCORE_BF16_ROWS4(dot4_bf16_rot_5_1);
-    default: SCORE_BF16_ROWS4(dot4_bf16_rot_6_0);
-    }
+    ROT4_SWITCH(d, SCORE_BF16_ROWS4)
 }
 #undef SCORE_BF16_ROWS4
 
@@ -856,8 +840,8 @@ AVX512 static void scores_rows4_widened(const nsa_attn_tile *tile, const float *
     else
         rows4_widened(ROWS4_I8, sets, count, qs, blks, next, NULL, keys, j0, n, ss, lds);
 }
-#undef I8_STEP
-#undef I8_KEY
+#undef WIDE_STEP
+#undef WIDE_KEY
 
 /* Keys of other dtypes (or queries that are not bf16), 16 at a time: f32 rows are read in
  * place, others widened to fp32 rows in `tmp` (16 x d floats, stays in L1); then fp32 FMAs. */
@@ -1056,7 +1040,7 @@ PV_DTYPES(8)
  * accumulators loaded and stored 8 times as often): docs/kernel.md. */
 
 /* bf16: four keys of every tile, then the next four (SCORE_BF16_ROWS4 per tile, block b). */
-#define SCORE_HEADS_BF16(DOT4)                                                                     \
+#define SCORE_HEADS_BF16(NS, HALF)                                                                 \
     for (g = j0; g < j0 + n; g += 4) {                                                             \
         const int32_t cnt = j0 + n - g < 4 ? j0 + n - g : 4;                                       \
         for (t = 0; t < count; t++) {                                                              \
@@ -1065,8 +1049,8 @@ PV_DTYPES(8)
             cursor_fetch(&pc, 4);                                                                  \
             for (r = 0; r < 4; r++)                                                                \
                 k4[r] = base + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;                 \
-            store_rows4(DOT4(qi[t], d, k4), _mm512_set1_ps(tiles[t].scale), 4, cnt,               \
-                        s[t] + (g - j0), lds);                                                     \
+            store_rows4(dot4_bf16_rot(NS, HALF, qi[t], k4), _mm512_set1_ps(tiles[t].scale), 4,    \
+                        cnt, s[t] + (g - j0), lds);                                                \
         }                                                                                          \
     }                                                                                              \
     break
@@ -1083,22 +1067,10 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
     for (t = 0; t < count; t++)
         rotate_rows4(qb[t], d, 4, qi[t]);
     cursor_start(&pc, &tiles[0], count, 0, b, j0);
-    switch (d / 16) {
-    case 1: SCORE_HEADS_BF16(dot4_bf16_rot_0_1);
-    case 2: SCORE_HEADS_BF16(dot4_bf16_rot_1_0);
-    case 3: SCORE_HEADS_BF16(dot4_bf16_rot_1_1);
-    case 4: SCORE_HEADS_BF16(dot4_bf16_rot_2_0);
-    case 5: SCORE_HEADS_BF16(dot4_bf16_rot_2_1);
-    case 6: SCORE_HEADS_BF16(dot4_bf16_rot_3_0);
-    case 7: SCORE_HEADS_BF16(dot4_bf16_rot_3_1);
-    case 8: SCORE_HEADS_BF16(dot4_bf16_rot_4_0);
-    case 9: SCORE_HEADS_BF16(dot4_bf16_rot_4_1);
-    case 10: SCORE_HEADS_BF16(dot4_bf16_rot_5_0);
-    case 11: SCORE_HEADS_BF16(dot4_bf16_rot_5_1);
-    default: SCORE_HEADS_BF16(dot4_bf16_rot_6_0);
-    }
+    ROT4_SWITCH(d, SCORE_HEADS_BF16)
 }
 #undef SCORE_HEADS_BF16
+#undef ROT4_SWITCH
 
 /* int8: HEADS_KEYS keys of every tile, then the next ones (rows4_widened over the group). */
 AVX512 static void scores_heads_i8(const nsa_attn_tile *tiles, int32_t count,
