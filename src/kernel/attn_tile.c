@@ -103,17 +103,23 @@ typedef struct chunk_view {
 } chunk_view;
 
 /* Rows [j0, j0 + n) of one side (K or V) of a block. */
+/* Whether rows of one side of a block can be a GEMM operand where they are: fp32 rows that
+ * form a valid one (width <= ld <= INT32_MAX, as CBLAS takes int). Views may legally broadcast
+ * (stride 0), overlap rows or stride far apart; those are copied like any other. */
+static int gemm_operand(const nsa_attn_tile *tile, int64_t row_stride, int64_t col_stride,
+                        int32_t width)
+{
+    return tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1 && row_stride >= width &&
+           row_stride <= INT32_MAX;
+}
+
 static const float *chunk_rows(const nsa_attn_tile *tile, const nsa_dequant *dq, const void *base,
                                int64_t row_stride, int64_t col_stride, int32_t j0, int32_t n,
                                int32_t width, float *scratch, int64_t *ld)
 {
     const size_t esize = nsa_dtype_size(tile->kv_dtype);
     int32_t j;
-    /* In place only when the rows form a valid GEMM operand (width <= ld <= INT32_MAX, as CBLAS
-     * takes int): views may legally broadcast (stride 0), overlap rows or stride far apart,
-     * and those are copied like any other. */
-    if (tile->kv_dtype == NSA_DTYPE_F32 && col_stride == 1 && row_stride >= width &&
-        row_stride <= INT32_MAX) {
+    if (gemm_operand(tile, row_stride, col_stride, width)) {
         *ld = row_stride;
         return (const float *)base + (int64_t)j0 * row_stride;
     }
@@ -375,6 +381,28 @@ static void fused_tiles(const nsa_attn_tile *tiles, int32_t count, char *scratch
         nsa_fused_finish(&tiles[t], sc[t].o);
         finish(&tiles[t], &sc[t]);
     }
+}
+
+int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile)
+{
+    int32_t b;
+    if (nsa_fused_usable(tile))
+        return 1;
+    for (b = 0; b < tile->nblocks; b++) {
+        const nsa_kv_block *blk = &tile->blocks[b];
+        if (!gemm_operand(tile, blk->k_row_stride, blk->k_col_stride, tile->d) ||
+            !gemm_operand(tile, blk->v_row_stride, blk->v_col_stride, tile->dv))
+            return 0;
+    }
+    return 1;
+}
+
+int32_t nsa_attn_tile_rows(const nsa_attn_tile *like, int32_t limit)
+{
+    const int32_t few = nsa_fused_max_rows();
+    if (!nsa_fused_usable(like))
+        return limit;
+    return few < limit ? few : limit;
 }
 
 void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch)

@@ -101,6 +101,20 @@ struct nsa_attn_tile {
 /* Bytes of scratch nsa_attn_tile_run needs for a tile of at most `m` rows. */
 NSA_INTERNAL size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk);
 
+/* Whether nsa_attn_tile_run reads the tile's K and V where they are (the few-row path, which
+ * converts in registers, or fp32 rows that BLAS takes as they are). Otherwise it converts them
+ * to fp32 rows chunk by chunk, for every tile; an op whose tiles share blocks can convert each
+ * block once instead and pass fp32 copies (select attention's block cache). */
+NSA_INTERNAL int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile);
+
+/* The most query rows for tiles made of units of `like->m` rows (one token's query heads, say)
+ * with like's shapes, dtypes and block strides: the few-row path's limit when it takes such
+ * tiles, else `limit`. The path is faster than BLAS there even where a bigger tile would share
+ * its blocks among more rows (select attention, 16 heads, every four tokens with the same
+ * blocks, one thread: 116 -> 58 us per token in bf16, 121 -> 87 in f32, 64-row tiles against
+ * 16). */
+NSA_INTERNAL int32_t nsa_attn_tile_rows(const nsa_attn_tile *like, int32_t limit);
+
 /* Run one tile. `scratch` is 64-byte aligned and at least nsa_attn_scratch_size() bytes. */
 NSA_INTERNAL void nsa_attn_tile_run(const nsa_attn_tile *tile, void *scratch);
 

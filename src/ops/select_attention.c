@@ -239,8 +239,25 @@ static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_t
                             select_plan *pl)
 {
     size_t bytes = 0, total, slot_bytes = cache_slot_bytes(pl);
-    int64_t tiles, per_item, chunks;
-    pl->tokens_per_tile = pl->group >= SELECT_TILE_ROWS ? 1 : SELECT_TILE_ROWS / pl->group;
+    int64_t tiles, per_item, chunks, rows = SELECT_TILE_ROWS;
+    nsa_attn_tile like; /* the tiles' shape, for the kernel's answers */
+    nsa_kv_block blk;
+    memset(&like, 0, sizeof like);
+    memset(&blk, 0, sizeof blk);
+    blk.k_row_stride = key->stride[0];
+    blk.k_col_stride = key->stride[2];
+    blk.v_row_stride = value->stride[0];
+    blk.v_col_stride = value->stride[2];
+    like.d = (int32_t)pl->d;
+    like.dv = (int32_t)pl->dv;
+    like.q_dtype = like.kv_dtype = key->dtype;
+    like.blocks = &blk;
+    like.nblocks = 1;
+    if (pl->group < rows) { /* how many rows pay, in units of one token's */
+        like.m = (int32_t)pl->group;
+        rows = nsa_attn_tile_rows(&like, SELECT_TILE_ROWS);
+    }
+    pl->tokens_per_tile = pl->group >= rows ? 1 : rows / pl->group;
     pl->rows_max = (int32_t)(pl->tokens_per_tile * pl->group);
     tiles = nsa_cdiv(pl->t1, pl->tokens_per_tile);
     per_item = tiles * pl->n2 / SELECT_MIN_ITEMS;
@@ -250,8 +267,10 @@ static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_t
     pl->items = chunks * pl->n2;
     pl->ntasks = pl->items ? nsa_worker_count(ctx, pl->items) : 0;
 
+    /* the block cache, for tiles the kernel would otherwise convert (the largest decides) */
+    like.m = pl->rows_max;
     pl->cache_slots = 0;
-    if ((key->dtype != NSA_DTYPE_F32 || key->stride[2] != 1 || value->stride[2] != 1) &&
+    if (!nsa_attn_tile_reads_in_place(&like) &&
         slot_bytes * (size_t)pl->block_count <= SELECT_CACHE_MAX_BYTES) {
         size_t slots = SELECT_CACHE_BYTES / slot_bytes;
         if (slots < (size_t)pl->block_count)
@@ -604,20 +623,15 @@ static void run_tile(const select_run *run, select_scratch *sc, int64_t b, int64
             sc->q_rows[r] = nsa_tensor_at(q, nsa_tensor_offset(q, t, h, 0, 0));
             sc->o_rows[r] = nsa_tensor_at(o, nsa_tensor_offset(o, t, h, 0, 0));
         }
-    sc->cache.tick++;
     for (c = 0; c < pl->block_count; c++) {
         nsa_kv_block *blk = &sc->blocks[c];
         const int64_t first = (int64_t)topk_at(run->topk, t0, n2, c) * pl->block_size;
-        if (sc->cache.slots > 0) {
-            cached_block(run, &sc->cache, n2, kv_base + first, blk);
-        } else {
-            blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kv_base + first, n2, 0, 0));
-            blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kv_base + first, n2, 0, 0));
-            blk->k_row_stride = k->stride[0];
-            blk->k_col_stride = k->stride[2];
-            blk->v_row_stride = v->stride[0];
-            blk->v_col_stride = v->stride[2];
-        }
+        blk->k = nsa_tensor_at(k, nsa_tensor_offset(k, kv_base + first, n2, 0, 0));
+        blk->v = nsa_tensor_at(v, nsa_tensor_offset(v, kv_base + first, n2, 0, 0));
+        blk->k_row_stride = k->stride[0];
+        blk->k_col_stride = k->stride[2];
+        blk->v_row_stride = v->stride[0];
+        blk->v_col_stride = v->stride[2];
         blk->kv_start = first;
         blk->len = (int32_t)pl->block_size;
         /* only blocks reaching past the first token's position need the cut */
@@ -632,7 +646,7 @@ static void run_tile(const select_run *run, select_scratch *sc, int64_t b, int64
     tile.d = (int32_t)pl->d;
     tile.dv = (int32_t)pl->dv;
     tile.scale = pl->scale;
-    tile.kv_dtype = sc->cache.slots > 0 ? NSA_DTYPE_F32 : k->dtype;
+    tile.kv_dtype = k->dtype;
     tile.blocks = sc->blocks;
     tile.nblocks = (int32_t)pl->block_count;
     tile.kv_chunk = (int32_t)pl->block_size;
@@ -644,6 +658,13 @@ static void run_tile(const select_run *run, select_scratch *sc, int64_t b, int64
     tile.o_dtype = o->dtype;
     tile.row_max = sc->row_max;
     tile.row_sum = sc->row_sum;
+    if (sc->cache.slots > 0 && !nsa_attn_tile_reads_in_place(&tile)) {
+        /* the kernel would convert every block for this tile: take converted copies */
+        sc->cache.tick++;
+        for (c = 0; c < pl->block_count; c++)
+            cached_block(run, &sc->cache, n2, kv_base + sc->blocks[c].kv_start, &sc->blocks[c]);
+        tile.kv_dtype = NSA_DTYPE_F32;
+    }
     nsa_attn_tile_run(&tile, sc->kernel);
 
     for (t = t0, r = 0; t < t1; t++)
