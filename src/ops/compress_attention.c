@@ -188,6 +188,8 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
                                cattn_dims *dm)
 {
     nsa_status st;
+    nsa_attn_tile like; /* a tile's shape, for the kernel's answers */
+    nsa_kv_block blk;
     int64_t b;
     if (!p)
         return nsa_error(NSA_ERR_NULL_POINTER, "params must not be NULL");
@@ -256,8 +258,22 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
     if (p->validation == NSA_VALIDATE_STRICT && (st = check_strict(dm, query, p)) != NSA_SUCCESS)
         return st;
 
-    /* Tiles: qc query positions x G heads, sized so the score buffer stays bounded. */
-    dm->qc = ROWS_PER_TILE / dm->G;
+    /* Tiles: qc query positions x G heads, as many rows as pay on the kernel's path for them,
+     * sized so the score buffer stays bounded. */
+    memset(&like, 0, sizeof like);
+    memset(&blk, 0, sizeof blk);
+    blk.k_row_stride = key->stride[0];
+    blk.k_col_stride = key->stride[2];
+    blk.v_row_stride = value->stride[0];
+    blk.v_col_stride = value->stride[2];
+    like.m = (int32_t)(dm->G < ROWS_PER_TILE ? dm->G : ROWS_PER_TILE);
+    like.d = (int32_t)dm->D;
+    like.dv = (int32_t)dm->Dv;
+    like.q_dtype = query->dtype;
+    like.kv_dtype = key->dtype;
+    like.blocks = &blk;
+    like.nblocks = 1;
+    dm->qc = nsa_attn_tile_rows(&like, ROWS_PER_TILE) / dm->G;
     if (dm->qc < 1)
         dm->qc = 1;
     while (dm->qc > 1 && dm->qc * dm->G * dm->maxS2 > SCORE_BUFFER_FLOATS)
@@ -266,9 +282,9 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
         dm->qc = dm->maxS1;
     for (b = 0; b < dm->B; b++)
         dm->ntasks += nsa_cdiv(seg(p->actual_seq_qlen, b), dm->qc) * dm->N2;
-    /* fp32 K/V with unit channel stride are used in place by the kernel; anything else would be
-     * converted again by every tile of the batch, so it is converted once up front */
-    dm->widen_kv = query->dtype != NSA_DTYPE_F32 || key->stride[2] != 1 || value->stride[2] != 1;
+    /* K/V the kernel would convert for every tile of the batch are converted once up front */
+    like.m = (int32_t)(dm->qc * dm->G);
+    dm->widen_kv = !nsa_attn_tile_reads_in_place(&like);
     return NSA_SUCCESS;
 }
 
