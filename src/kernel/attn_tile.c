@@ -400,7 +400,7 @@ int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile)
 int32_t nsa_attn_tile_rows(const nsa_attn_tile *like, int32_t limit)
 {
     const int32_t few = nsa_fused_max_rows();
-    if (!nsa_fused_usable(like))
+    if (nsa_blas_avx512_kernels() || !nsa_fused_usable(like))
         return limit;
     return few < limit ? few : limit;
 }

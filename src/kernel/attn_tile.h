@@ -107,12 +107,13 @@ NSA_INTERNAL size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int3
  * block once instead and pass fp32 copies (select attention's block cache). */
 NSA_INTERNAL int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile);
 
-/* The most query rows for tiles made of units of `like->m` rows (one token's query heads, say)
- * with like's shapes, dtypes and block strides: the few-row path's limit when it takes such
- * tiles, else `limit`. The path is faster than BLAS there even where a bigger tile would share
- * its blocks among more rows (select attention, 16 heads, every four tokens with the same
- * blocks, one thread: 116 -> 58 us per token in bf16, 121 -> 87 in f32, 64-row tiles against
- * 16). */
+/* The most query rows for tiles made of units of `like->m` rows (one token's query heads, a
+ * query row) with like's shapes, dtypes and block strides: the few-row path's limit when it
+ * takes such tiles and BLAS runs AVX2 kernels, else `limit`. There the AVX-512 path outruns
+ * BLAS even where bigger tiles would share each block among more rows (select attention, 16
+ * heads, every four tokens with the same blocks, one thread: 116 -> 58 us per token in bf16,
+ * 121 -> 87 in f32, 64-row tiles against 16); OpenBLAS's AVX-512 kernels outrun it (dense
+ * flex fp32 with OPENBLAS_CORETYPE=SkylakeX: 173 GFLOP/s on 128-row tiles, 132 on 8). */
 NSA_INTERNAL int32_t nsa_attn_tile_rows(const nsa_attn_tile *like, int32_t limit);
 
 /* Run one tile. `scratch` is 64-byte aligned and at least nsa_attn_scratch_size() bytes. */

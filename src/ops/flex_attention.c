@@ -41,6 +41,7 @@ typedef struct flex_plan {
     int64_t q_block;  /* rows per query block (the mask's, or the tile size) */
     int64_t nq;       /* query blocks */
     int64_t nsub;     /* tiles per query block */
+    int64_t tile_rows; /* query rows per tile: the kernel's choice, at most FLEX_Q_TILE */
     int64_t max_blocks;
     int refine;       /* split partial blocks per tile with the mask_mod's analytic classes */
     int mask_mod_only; /* eager semantics: every kv block is partial */
@@ -49,6 +50,27 @@ typedef struct flex_plan {
     int64_t tasks;
     char *scratch;
 } flex_plan;
+
+/* Query rows per tile: as many as pay on the kernel's path for these shapes and dtypes. */
+static int64_t tile_rows(const flex_plan *p)
+{
+    nsa_attn_tile like;
+    nsa_kv_block blk;
+    memset(&like, 0, sizeof like);
+    memset(&blk, 0, sizeof blk);
+    blk.k_row_stride = p->k->stride[2];
+    blk.k_col_stride = p->k->stride[3];
+    blk.v_row_stride = p->v->stride[2];
+    blk.v_col_stride = p->v->stride[3];
+    like.m = 1;
+    like.d = (int32_t)p->E;
+    like.dv = (int32_t)p->Ev;
+    like.q_dtype = p->q->dtype;
+    like.kv_dtype = p->k->dtype;
+    like.blocks = &blk;
+    like.nblocks = 1;
+    return nsa_attn_tile_rows(&like, FLEX_Q_TILE);
+}
 
 static nsa_status check_same_dtype(const nsa_tensor *t, const char *name, nsa_dtype dt)
 {
@@ -178,9 +200,10 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
     p->out = out;
     p->lse = lse;
     p->score_mod = score_mod;
+    p->tile_rows = tile_rows(p);
     {
         const int64_t rows = p->q_block < p->L ? p->q_block : p->L;
-        p->nsub = rows > 0 ? nsa_cdiv(rows, FLEX_Q_TILE) : 0;
+        p->nsub = rows > 0 ? nsa_cdiv(rows, p->tile_rows) : 0;
     }
     p->items = p->B * p->Hq * p->nq * p->nsub;
     {
@@ -188,11 +211,12 @@ static nsa_status validate(nsa_context *ctx, const nsa_tensor *q, const nsa_tens
         const int64_t workers = (int64_t)nsa_worker_count(nsa_context_resolve(ctx), p->items);
         p->tasks = p->items ? workers : 0;
     }
-    p->task_bytes = nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK) +
-                    nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
-                                sizeof(nsa_kv_block)) +
-                    2 * nsa_align64(FLEX_Q_TILE * sizeof(void *)) +
-                    nsa_align64(FLEX_Q_TILE * sizeof(float));
+    p->task_bytes =
+        nsa_attn_scratch_size((int32_t)p->tile_rows, (int32_t)p->E, (int32_t)p->Ev,
+                              FLEX_KV_CHUNK) +
+        nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) * sizeof(nsa_kv_block)) +
+        2 * nsa_align64((size_t)p->tile_rows * sizeof(void *)) +
+        nsa_align64((size_t)p->tile_rows * sizeof(float));
     return NSA_SUCCESS;
 }
 
@@ -301,19 +325,20 @@ static int32_t collect_blocks(const flex_plan *p, int64_t b, int64_t h, int64_t 
 static void run_item(const flex_plan *p, int64_t item, char *scratch)
 {
     const size_t kernel_bytes =
-        nsa_attn_scratch_size(FLEX_Q_TILE, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK);
+        nsa_attn_scratch_size((int32_t)p->tile_rows, (int32_t)p->E, (int32_t)p->Ev, FLEX_KV_CHUNK);
     nsa_kv_block *blocks = (nsa_kv_block *)(scratch + kernel_bytes);
     const void **q_rows =
         (const void **)((char *)blocks +
                         nsa_align64((size_t)(p->max_blocks > 0 ? p->max_blocks : 1) *
                                     sizeof(nsa_kv_block)));
-    void **o_rows = (void **)((char *)q_rows + nsa_align64(FLEX_Q_TILE * sizeof(void *)));
-    float *lse_tmp = (float *)((char *)o_rows + nsa_align64(FLEX_Q_TILE * sizeof(void *)));
+    void **o_rows = (void **)((char *)q_rows + nsa_align64((size_t)p->tile_rows * sizeof(void *)));
+    float *lse_tmp =
+        (float *)((char *)o_rows + nsa_align64((size_t)p->tile_rows * sizeof(void *)));
     const int64_t sub = item % p->nsub, qb = item / p->nsub % p->nq;
     const int64_t h = item / p->nsub / p->nq % p->Hq, b = item / p->nsub / p->nq / p->Hq;
     const int64_t blk_end = (qb + 1) * p->q_block < p->L ? (qb + 1) * p->q_block : p->L;
-    const int64_t r0 = qb * p->q_block + sub * FLEX_Q_TILE;
-    const int64_t r1 = r0 + FLEX_Q_TILE < blk_end ? r0 + FLEX_Q_TILE : blk_end;
+    const int64_t r0 = qb * p->q_block + sub * p->tile_rows;
+    const int64_t r1 = r0 + p->tile_rows < blk_end ? r0 + p->tile_rows : blk_end;
     nsa_attn_tile tile;
     hook_state hs;
     int64_t r;
