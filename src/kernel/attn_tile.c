@@ -383,6 +383,21 @@ static void fused_tiles(const nsa_attn_tile *tiles, int32_t count, char *scratch
     }
 }
 
+nsa_attn_tile nsa_attn_tile_shape(int32_t m, int32_t d, int32_t dv, nsa_dtype q_dtype,
+                                  nsa_dtype kv_dtype, const nsa_kv_block *blk)
+{
+    nsa_attn_tile tile;
+    memset(&tile, 0, sizeof tile);
+    tile.m = m;
+    tile.d = d;
+    tile.dv = dv;
+    tile.q_dtype = q_dtype;
+    tile.kv_dtype = kv_dtype;
+    tile.blocks = blk;
+    tile.nblocks = 1;
+    return tile;
+}
+
 int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile)
 {
     int32_t b;

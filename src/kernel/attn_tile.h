@@ -101,6 +101,11 @@ struct nsa_attn_tile {
 /* Bytes of scratch nsa_attn_tile_run needs for a tile of at most `m` rows. */
 NSA_INTERNAL size_t nsa_attn_scratch_size(int32_t m, int32_t d, int32_t dv, int32_t kv_chunk);
 
+/* A tile of m rows with these shapes and dtypes over the one block `blk` (whose strides
+ * matter), for the two questions below; `blk` must outlive it. */
+NSA_INTERNAL nsa_attn_tile nsa_attn_tile_shape(int32_t m, int32_t d, int32_t dv, nsa_dtype q_dtype,
+                                              nsa_dtype kv_dtype, const nsa_kv_block *blk);
+
 /* Whether nsa_attn_tile_run reads the tile's K and V where they are (the few-row path, which
  * converts in registers, or fp32 rows that BLAS takes as they are). Otherwise it converts them
  * to fp32 rows chunk by chunk, for every tile; an op whose tiles share blocks can convert each

@@ -260,19 +260,13 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
 
     /* Tiles: qc query positions x G heads, as many rows as pay on the kernel's path for them,
      * sized so the score buffer stays bounded. */
-    memset(&like, 0, sizeof like);
     memset(&blk, 0, sizeof blk);
     blk.k_row_stride = key->stride[0];
     blk.k_col_stride = key->stride[2];
     blk.v_row_stride = value->stride[0];
     blk.v_col_stride = value->stride[2];
-    like.m = (int32_t)(dm->G < ROWS_PER_TILE ? dm->G : ROWS_PER_TILE);
-    like.d = (int32_t)dm->D;
-    like.dv = (int32_t)dm->Dv;
-    like.q_dtype = query->dtype;
-    like.kv_dtype = key->dtype;
-    like.blocks = &blk;
-    like.nblocks = 1;
+    like = nsa_attn_tile_shape((int32_t)(dm->G < ROWS_PER_TILE ? dm->G : ROWS_PER_TILE),
+                               (int32_t)dm->D, (int32_t)dm->Dv, query->dtype, key->dtype, &blk);
     dm->qc = nsa_attn_tile_rows(&like, ROWS_PER_TILE) / dm->G;
     if (dm->qc < 1)
         dm->qc = 1;

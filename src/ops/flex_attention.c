@@ -54,21 +54,14 @@ typedef struct flex_plan {
 /* Query rows per tile: as many as pay on the kernel's path for these shapes and dtypes. */
 static int64_t tile_rows(const flex_plan *p)
 {
-    nsa_attn_tile like;
     nsa_kv_block blk;
-    memset(&like, 0, sizeof like);
+    nsa_attn_tile like;
     memset(&blk, 0, sizeof blk);
     blk.k_row_stride = p->k->stride[2];
     blk.k_col_stride = p->k->stride[3];
     blk.v_row_stride = p->v->stride[2];
     blk.v_col_stride = p->v->stride[3];
-    like.m = 1;
-    like.d = (int32_t)p->E;
-    like.dv = (int32_t)p->Ev;
-    like.q_dtype = p->q->dtype;
-    like.kv_dtype = p->k->dtype;
-    like.blocks = &blk;
-    like.nblocks = 1;
+    like = nsa_attn_tile_shape(1, (int32_t)p->E, (int32_t)p->Ev, p->q->dtype, p->k->dtype, &blk);
     return nsa_attn_tile_rows(&like, FLEX_Q_TILE);
 }
 

@@ -240,19 +240,14 @@ static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_t
 {
     size_t bytes = 0, total, slot_bytes = cache_slot_bytes(pl);
     int64_t tiles, per_item, chunks, rows = SELECT_TILE_ROWS;
-    nsa_attn_tile like; /* the tiles' shape, for the kernel's answers */
     nsa_kv_block blk;
-    memset(&like, 0, sizeof like);
+    nsa_attn_tile like; /* the tiles' shape, for the kernel's answers */
     memset(&blk, 0, sizeof blk);
     blk.k_row_stride = key->stride[0];
     blk.k_col_stride = key->stride[2];
     blk.v_row_stride = value->stride[0];
     blk.v_col_stride = value->stride[2];
-    like.d = (int32_t)pl->d;
-    like.dv = (int32_t)pl->dv;
-    like.q_dtype = like.kv_dtype = key->dtype;
-    like.blocks = &blk;
-    like.nblocks = 1;
+    like = nsa_attn_tile_shape(1, (int32_t)pl->d, (int32_t)pl->dv, key->dtype, key->dtype, &blk);
     if (pl->group < rows) { /* how many rows pay, in units of one token's */
         like.m = (int32_t)pl->group;
         rows = nsa_attn_tile_rows(&like, SELECT_TILE_ROWS);
