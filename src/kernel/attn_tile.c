@@ -102,7 +102,6 @@ typedef struct chunk_view {
     int64_t v_ld;
 } chunk_view;
 
-/* Rows [j0, j0 + n) of one side (K or V) of a block. */
 /* Whether rows of one side of a block can be a GEMM operand where they are: fp32 rows that
  * form a valid one (width <= ld <= INT32_MAX, as CBLAS takes int). Views may legally broadcast
  * (stride 0), overlap rows or stride far apart; those are copied like any other. */
@@ -113,6 +112,7 @@ static int gemm_operand(const nsa_attn_tile *tile, int64_t row_stride, int64_t c
            row_stride <= INT32_MAX;
 }
 
+/* Rows [j0, j0 + n) of one side (K or V) of a block. */
 static const float *chunk_rows(const nsa_attn_tile *tile, const nsa_dequant *dq, const void *base,
                                int64_t row_stride, int64_t col_stride, int32_t j0, int32_t n,
                                int32_t width, float *scratch, int64_t *ld)
