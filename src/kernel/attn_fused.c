@@ -888,7 +888,7 @@ AVX512 INLINE __m512 load_value(nsa_dtype dt, const char *row, int32_t c, __m512
             _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + (size_t)c * 2))),
             16));
     case NSA_DTYPE_F16:
-        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + (size_t)c * 2)));
+        return f16_widen16(row + (size_t)c * 2);
     case NSA_DTYPE_I8:
         return i8_plus_offset16(row + (size_t)c, offset);
     default:
@@ -1049,8 +1049,7 @@ PV_DTYPES(8)
             cursor_fetch(&pc, 4);                                                                  \
             for (r = 0; r < 4; r++)                                                                \
                 k4[r] = base + (int64_t)(g + (r < cnt ? r : cnt - 1)) * row_bytes;                 \
-            store_rows4(dot4_bf16_rot(NS, HALF, qi[t], k4), _mm512_set1_ps(tiles[t].scale), 4,    \
-                        cnt, s[t] + (g - j0), lds);                                                \
+            store_rows4(dot4_bf16_rot(NS, HALF, qi[t], k4), scale, 4, cnt, s[t] + (g - j0), lds); \
         }                                                                                          \
     }                                                                                              \
     break
@@ -1061,6 +1060,7 @@ AVX512BF16 static void scores_heads_bf16(const nsa_attn_tile *tiles, int32_t cou
 {
     const int32_t d = tiles[0].d;
     const int64_t row_bytes = tiles[0].blocks[b].k_row_stride * 2;
+    const __m512 scale = _mm512_set1_ps(tiles[0].scale); /* one scale: heads_usable */
     pf_cursor pc;
     uint16_t qi[NSA_ATTN_MAX_GROUP][ROT4_SIZE];
     int32_t g, t;
