@@ -265,8 +265,8 @@ static nsa_status check_inputs(const nsa_tensor *query, const nsa_tensor *key,
     blk.k_col_stride = key->stride[2];
     blk.v_row_stride = value->stride[0];
     blk.v_col_stride = value->stride[2];
-    like = nsa_attn_tile_shape((int32_t)(dm->G < ROWS_PER_TILE ? dm->G : ROWS_PER_TILE),
-                               (int32_t)dm->D, (int32_t)dm->Dv, query->dtype, key->dtype, &blk);
+    like = nsa_attn_tile_shape((int32_t)dm->G, (int32_t)dm->D, (int32_t)dm->Dv, query->dtype,
+                               key->dtype, &blk); /* one position's rows; G <= 64, checked above */
     dm->qc = nsa_attn_tile_rows(&like, ROWS_PER_TILE) / dm->G;
     if (dm->qc < 1)
         dm->qc = 1;
