@@ -11,7 +11,8 @@
  * speed moves from minute to minute, separate runs of two builds differ by 10-20 % with no
  * change in the code; pairs a few milliseconds apart resolve 1 %. Environment: KVN (kv heads),
  * I8=1 (int8 K/V), F16=1 (f16 query and K/V), BSH=1 (BSH layout), PAGED=1 (pages of 128
- * keys, shuffled), A64=1 (64-byte rather than 2 MiB aligned buffers).
+ * keys, shuffled), SMALL_PAGES=1 (buffers on the system's default pages rather than advised onto
+ * huge pages, bench_alloc).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -34,14 +35,6 @@ static void *symbol(void *lib, const char *name, void *fn, size_t size)
     void *p = dlsym(lib, name);
     if (p)
         memcpy(fn, &p, size);
-    return p;
-}
-
-static void *buffer(size_t bytes)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, getenv("A64") ? 64 : (size_t)2 << 20, bytes))
-        return NULL;
     return p;
 }
 
@@ -78,6 +71,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: ab_decode LIB_A LIB_B [threads [S >= 128 [pairs]]]\n");
         return 2;
     }
+    bench_set_small_pages(getenv("SMALL_PAGES") != NULL);
     for (w = 0; w < 2; w++) {
         nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
         ctx_fn create;
@@ -91,12 +85,12 @@ int main(int argc, char **argv)
         if (create(&cfg, &ctx[w]) != NSA_SUCCESS)
             return 1;
     }
-    q = (uint16_t *)buffer((size_t)(N * D) * 2);
-    out = (uint16_t *)buffer((size_t)(N * D) * 2);
-    k = (char *)buffer(kv * es);
-    v = (char *)buffer(kv * es);
-    aq = (float *)buffer((size_t)(2 * KVN * D) * sizeof(float));
-    table = (int32_t *)buffer((size_t)nblk * sizeof(int32_t));
+    q = (uint16_t *)bench_alloc((size_t)(N * D) * 2);
+    out = (uint16_t *)bench_alloc((size_t)(N * D) * 2);
+    k = (char *)bench_alloc(kv * es);
+    v = (char *)bench_alloc(kv * es);
+    aq = (float *)bench_alloc((size_t)(2 * KVN * D) * sizeof(float));
+    table = (int32_t *)bench_alloc((size_t)nblk * sizeof(int32_t));
     if (!q || !out || !k || !v || !aq || !table)
         return 1;
     for (j = 0; j < (size_t)(N * D); j++) /* about 1.0-1.9 in bf16 and f16 */
@@ -128,7 +122,7 @@ int main(int argc, char **argv)
     prm.input_layout = bsh ? NSA_LAYOUT_BSH : NSA_LAYOUT_BNSD;
     prm.scale_value = 1.0 / sqrt((double)D);
     if (paged) { /* the cache's blocks in shuffled pages [nblk, KVN, BLK, D] */
-        char *kp = (char *)buffer(kv * es), *vp = (char *)buffer(kv * es);
+        char *kp = (char *)bench_alloc(kv * es), *vp = (char *)bench_alloc(kv * es);
         if (!kp || !vp)
             return 1;
         bench_shuffle_pages(table, nblk);
@@ -143,7 +137,7 @@ int main(int argc, char **argv)
         prm.actual_seq_lengths_count = 1;
     }
     sn = 2 * kv * es / 8;
-    sb = (uint64_t *)buffer(sn * 8);
+    sb = (uint64_t *)bench_alloc(sn * 8);
     t[0] = (double *)malloc((size_t)pairs * sizeof(double));
     t[1] = (double *)malloc((size_t)pairs * sizeof(double));
     ratio = (double *)malloc((size_t)pairs * sizeof(double));

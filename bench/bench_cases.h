@@ -58,7 +58,6 @@ double bench_time_vs_sgemm(const struct bench_env *env, bench_op_fn run, void *a
                            double *ratio);
 /* Median over rounds r of num[r] / den[r] (bench_median sorts its input: take ratios first). */
 double bench_median_ratio(const double *num, const double *den, int reps);
-void *bench_alloc(size_t bytes);
 /* Fill a row; the label is a printf format. */
 void bench_set_row(bench_row *r, double measured, const char *unit, double figure, double target,
                    int lower_is_better, const char *label_fmt, ...);

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#define _DEFAULT_SOURCE /* madvise */
 #include "bench_util.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #ifdef NSA_HAVE_CBLAS
 #include <cblas.h>
@@ -18,6 +23,34 @@ double bench_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int g_small_pages;
+
+void bench_set_small_pages(int on)
+{
+    g_small_pages = on;
+}
+
+int bench_small_pages(void)
+{
+    return g_small_pages;
+}
+
+void *bench_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    const int big = !g_small_pages && bytes >= huge;
+    void *p = NULL;
+    if (posix_memalign(&p, big ? huge : 64, bytes ? bytes : 1) != 0) {
+        fprintf(stderr, "bench: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+#ifdef MADV_HUGEPAGE
+    if (big)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: where it is refused, small pages */
+#endif
+    return p;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -150,11 +183,7 @@ bench_stream *bench_stream_new(size_t bytes, int threads)
     if (!s)
         return NULL;
     s->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
-    s->buf = malloc(n * sizeof(uint64_t) + 1);
-    if (!s->buf) {
-        free(s);
-        return NULL;
-    }
+    s->buf = (uint64_t *)bench_alloc(n * sizeof(uint64_t) + 1);
     memset(s->buf, 1, n * sizeof(uint64_t)); /* pages the buffer in */
     s->per = n / (size_t)s->threads;
     return s;

@@ -6,6 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Buffers for ops and ceilings alike (64-byte aligned; exits when out of memory). Those of
+ * 2 MiB or more are 2 MiB aligned and advised onto transparent huge pages (MADV_HUGEPAGE), so
+ * that an op and the stream read it is measured against read through the same page size
+ * whatever the system's THP default ("madvise" on the development machine gives 4 KiB pages
+ * unless asked); bench_set_small_pages(1) leaves every buffer on the system's default pages. */
+void *bench_alloc(size_t bytes);
+void bench_set_small_pages(int on);
+int bench_small_pages(void);
 /* Monotonic seconds. */
 double bench_now(void);
 /* Median of n values (sorts in place). */

@@ -3,9 +3,11 @@
  * threads, median of several repetitions, next to the machine's own ceilings (cblas_sgemm on
  * large squares; a streaming read of a buffer as large as the data a case reads).
  *
- *   nsa_bench [--reps N] [--threads LIST] [--scale F] [CASE...]
+ *   nsa_bench [--reps N] [--threads LIST] [--scale F] [--small-pages] [CASE...]
  *
- * --scale shrinks sequence lengths (e.g. 0.25 for a quick look); CASE names select rows. */
+ * --scale shrinks sequence lengths (e.g. 0.25 for a quick look); CASE names select rows.
+ * Large buffers, the ceilings' and the cases' alike, go on transparent huge pages unless
+ * --small-pages (bench_alloc). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -107,16 +109,6 @@ double bench_median_ratio(const double *num, const double *den, int reps)
     return bench_median(q, reps);
 }
 
-void *bench_alloc(size_t bytes)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) {
-        fprintf(stderr, "nsa_bench: out of memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
 void bench_set_row(bench_row *r, double measured, const char *unit, double figure, double target,
                    int lower_is_better, const char *label_fmt, ...)
 {
@@ -177,6 +169,11 @@ int main(int argc, char **argv)
     int threads[4] = {1, 2, 0, 0}, nthreads = 2, i, first = 1, t;
     size_t c;
     while (first < argc && strncmp(argv[first], "--", 2) == 0) {
+        if (!strcmp(argv[first], "--small-pages")) {
+            bench_set_small_pages(1);
+            first += 1;
+            continue;
+        }
         if (!strcmp(argv[first], "--reps") && first + 1 < argc) {
             g_reps = atoi(argv[first + 1]);
         } else if (!strcmp(argv[first], "--scale") && first + 1 < argc) {
@@ -190,7 +187,8 @@ int main(int argc, char **argv)
                     p++;
             }
         } else {
-            fprintf(stderr, "usage: nsa_bench [--reps N] [--threads 1,2] [--scale F] [CASE...]\n");
+            fprintf(stderr, "usage: nsa_bench [--reps N] [--threads 1,2] [--scale F] "
+                            "[--small-pages] [CASE...]\n");
             return 2;
         }
         first += 2;
@@ -198,7 +196,8 @@ int main(int argc, char **argv)
     if (g_reps < 1)
         g_reps = 1;
     printf("libnsa %s  %s\n", nsa_version_string(), nsa_build_info());
-    printf("median of %d runs; sequence scale %.3g\n\n", g_reps, g_scale);
+    printf("median of %d runs; sequence scale %.3g; buffers of 2 MiB or more on %s\n\n", g_reps,
+           g_scale, bench_small_pages() ? "the system's default pages" : "huge pages (advised)");
     printf("%-58s %3s %12s %9s %8s %s\n", "case", "thr", "measured", "figure", "target",
            "");
     for (t = 0; t < nthreads; t++) {
