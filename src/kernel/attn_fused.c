@@ -10,7 +10,7 @@
  *           to eight bf16 rows: four at a time, four keys at a time, dot4_bf16_rot). bf16
  *           keys against bf16-exact queries use vdpbf16ps (products of two bf16 are exact
  *           in fp32, so only the summation order differs from the GEMM); f32 keys are read
- *           in place, int8 and f16 keys for three to eight rows widened in registers four
+ *           in place, int8 and f16 keys for three to sixteen rows widened in registers four
  *           keys at a time (rows4_widened), others widened to fp32 rows of 16 keys in L1
  *           first;
  *   P.V:    rows in groups of up to 8; channel blocks of 64 (32 for more than 4 rows) held
@@ -814,21 +814,21 @@ AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int
                     scale, prev_m, prev_cnt, prev_s, lds);
 }
 
-/* Three to eight rows: up to four as one entry; five to eight as two entries of the same tile
- * (rows 0-3, then the rest) taking each four keys in turn, the second from L1. */
+/* Three to sixteen rows: up to four as one entry; more as entries of four rows of the same tile
+ * (the last one the rest) taking each four keys in turn, all but the first from L1. */
 AVX512 static void scores_rows4_widened(const nsa_attn_tile *tile, const float *q,
                                         const nsa_kv_block *blk, const nsa_kv_block *next,
                                         int32_t j0, int32_t n, float *s, int64_t lds)
 {
-    nsa_attn_tile sets[2];
-    const float *qs[2];
-    const nsa_kv_block *blks[2];
-    float *ss[2];
-    const int32_t count = tile->m > 4 ? 2 : 1, keys = count == 1 ? n : 4;
+    nsa_attn_tile sets[4];
+    const float *qs[4];
+    const nsa_kv_block *blks[4];
+    float *ss[4];
+    const int32_t count = (tile->m + 3) / 4, keys = count == 1 ? n : 4;
     int32_t i;
     for (i = 0; i < count; i++) {
         sets[i] = *tile;
-        sets[i].m = count == 1 ? tile->m : i == 0 ? 4 : tile->m - 4;
+        sets[i].m = tile->m - 4 * i < 4 ? tile->m - 4 * i : 4;
         qs[i] = q + (size_t)(4 * i) * (size_t)tile->d;
         blks[i] = blk;
         ss[i] = s + 4 * i * lds;
@@ -854,7 +854,7 @@ AVX512 static void scores_fp32(const nsa_attn_tile *tile, const float *q,
     const int64_t row_bytes = blk->k_row_stride * (int64_t)esize;
     int32_t g, jj;
     if ((tile->kv_dtype == NSA_DTYPE_I8 || tile->kv_dtype == NSA_DTYPE_F16) && tile->m >= 3 &&
-        tile->m <= 8) {
+        tile->m <= 16) {
         scores_rows4_widened(tile, q, blk, next, j0, n, s, lds);
         return;
     }

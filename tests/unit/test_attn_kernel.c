@@ -359,6 +359,10 @@ static const kcase few_row_cases[] = {
     {6, 48, 64, 2, 32, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
     {4, 128, 128, 3, 64, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
     {4, 48, 32, 2, 16, NSA_DTYPE_I8, NSA_DTYPE_BF16, 1, 2, NSA_DTYPE_F32},
+    /* nine to sixteen rows: up to four sets of four, the last with one to four rows */
+    {16, 192, 128, 3, 64, NSA_DTYPE_F16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
+    {14, 80, 64, 3, 64, NSA_DTYPE_F16, NSA_DTYPE_F16, 1, 2, NSA_DTYPE_F32},
+    {9, 64, 48, 2, 32, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
 };
 
 static void few_row_tiles(void **state)
