@@ -91,8 +91,6 @@ int main(int argc, char **argv)
     v = (char *)bench_alloc(kv * es);
     aq = (float *)bench_alloc((size_t)(2 * KVN * D) * sizeof(float));
     table = (int32_t *)bench_alloc((size_t)nblk * sizeof(int32_t));
-    if (!q || !out || !k || !v || !aq || !table)
-        return 1;
     for (j = 0; j < (size_t)(N * D); j++) /* about 1.0-1.9 in bf16 and f16 */
         q[j] = (uint16_t)(f16 ? 0x3c00 + (j * 37) % 0x3ff : 0x3f80 + (j * 37) % 0x7f);
     for (j = 0; j < kv * es; j += es) {
@@ -123,8 +121,6 @@ int main(int argc, char **argv)
     prm.scale_value = 1.0 / sqrt((double)D);
     if (paged) { /* the cache's blocks in shuffled pages [nblk, KVN, BLK, D] */
         char *kp = (char *)bench_alloc(kv * es), *vp = (char *)bench_alloc(kv * es);
-        if (!kp || !vp)
-            return 1;
         bench_shuffle_pages(table, nblk);
         bench_page_cache(k, kp, table, nblk, KVN, S, BLK, D, es);
         bench_page_cache(v, vp, table, nblk, KVN, S, BLK, D, es);
@@ -141,7 +137,7 @@ int main(int argc, char **argv)
     t[0] = (double *)malloc((size_t)pairs * sizeof(double));
     t[1] = (double *)malloc((size_t)pairs * sizeof(double));
     ratio = (double *)malloc((size_t)pairs * sizeof(double));
-    if (!sb || !t[0] || !t[1] || !ratio)
+    if (!t[0] || !t[1] || !ratio)
         return 1;
     memset(sb, 1, sn * 8);
     for (r = 0; r < pairs; r++)
