@@ -737,9 +737,9 @@ enum { ROWS4_I8, ROWS4_I8_OFFSET, ROWS4_F16 };
  * at all, 19.0 spread). Without offsets (ROWS4_I8) the widening adds nothing, which keeps a
  * register free (in-cache int8 decode 52 -> 50 cycles per key and kv head). `count` entries
  * (the heads of a lockstep group, `pc` their token-row walk instead of the per-row prefetch;
- * or two row sets of one tile, over the same block, prefetched once) take `keys` keys in turn,
- * the spread carrying over from one entry's group to the next; they share the scale. One
- * tile of up to four rows: count 1, keys n. */
+ * or up to four row sets of one tile, over the same block, prefetched once) take `keys` keys
+ * in turn, the spread carrying over from one entry's group to the next; they share the scale.
+ * One tile of up to four rows: count 1, keys n. */
 AVX512 INLINE void rows4_widened(const int KIND, const nsa_attn_tile *tiles, int32_t count,
                                  const float *const *q, const nsa_kv_block *const *blks,
                                  const nsa_kv_block *next, pf_cursor *pc, int32_t keys,
