@@ -187,7 +187,8 @@ typedef struct compress_job {
 } compress_job;
 
 /* One worker's scratch, carved in floats: a ring of the last l converted input rows (the
- * heads of one group, [l][group][D]), the weights [N][l], the tree buffer and one output row,
+ * heads of one group, [l][group][D]), the weights [N][l], the tree buffer (on the fused path
+ * the second output row of a window pair) and one output row,
  * plus the l row pointers of the current window. Rows are converted once, read in memory order (whole rows,
  * so the hardware prefetchers stream them), and reused by the l/d windows that share them. */
 typedef struct compress_slice {
@@ -385,6 +386,65 @@ FAST_NODE(4, 8)
 FAST_NODE(2, 4)
 FAST_NODE(1, 2)
 
+/* Two windows d = a rows apart (l = 2d, as in NSA's l = 32, d = 16): the second window's row i is
+ * the first's row i + a, so leaf i of both reads rows i, i + a and i + 2a, and row i + a is
+ * loaded and widened once for both (a third fewer rows read from L2, a quarter fewer widened).
+ * Each window's own tree is unchanged, so are its sums. */
+typedef struct fast_two {
+    fast_pair p, q; /* the first window's partial sum, the second's */
+} fast_two;
+
+FAST_INLINE fast_two fast_leaf2(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
+                                int masked, int i, int a, int l, int dt)
+{
+    const __m512 wi = _mm512_set1_ps(w[i]);
+    const fast_pair x0 = fast_load(x + i * rs, k, masked, dt),
+                    x1 = fast_load(x + (i + a) * rs, k, masked, dt);
+    fast_two t;
+    t.p.a = _mm512_mul_ps(wi, x0.a), t.p.b = _mm512_mul_ps(wi, x0.b);
+    t.q.a = _mm512_mul_ps(wi, x1.a), t.q.b = _mm512_mul_ps(wi, x1.b);
+    if (i + a < l) {
+        const __m512 wj = _mm512_set1_ps(w[i + a]);
+        const fast_pair x2 = fast_load(x + (i + 2 * a) * rs, k, masked, dt);
+        t.p.a = _mm512_add_ps(t.p.a, _mm512_mul_ps(wj, x1.a));
+        t.p.b = _mm512_add_ps(t.p.b, _mm512_mul_ps(wj, x1.b));
+        t.q.a = _mm512_add_ps(t.q.a, _mm512_mul_ps(wj, x2.a));
+        t.q.b = _mm512_add_ps(t.q.b, _mm512_mul_ps(wj, x2.b));
+    }
+    FAST_KEEP(t.p);
+    FAST_KEEP(t.q);
+    return t;
+}
+
+#define FAST_NODE2(s, s2)                                                                        \
+    FAST_INLINE fast_two fast_node2_##s(const char *x, ptrdiff_t rs, const float *w,             \
+                                        __mmask32 k, int masked, int i, int a, int l, int dt)    \
+    {                                                                                            \
+        fast_two u, v;                                                                           \
+        if (s >= a)                                                                              \
+            return fast_leaf2(x, rs, w, k, masked, i, a, l, dt);                                 \
+        u = fast_node2_##s2(x, rs, w, k, masked, i, a, l, dt);                                   \
+        v = fast_node2_##s2(x, rs, w, k, masked, i + s, a, l, dt);                               \
+        u.p.a = _mm512_add_ps(u.p.a, v.p.a);                                                     \
+        u.p.b = _mm512_add_ps(u.p.b, v.p.b);                                                     \
+        u.q.a = _mm512_add_ps(u.q.a, v.q.a);                                                     \
+        u.q.b = _mm512_add_ps(u.q.b, v.q.b);                                                     \
+        FAST_KEEP(u.p);                                                                          \
+        FAST_KEEP(u.q);                                                                          \
+        return u;                                                                                \
+    }
+FAST_INLINE fast_two fast_node2_64(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
+                                   int masked, int i, int a, int l, int dt)
+{
+    return fast_leaf2(x, rs, w, k, masked, i, a, l, dt);
+}
+FAST_NODE2(32, 64)
+FAST_NODE2(16, 32)
+FAST_NODE2(8, 16)
+FAST_NODE2(4, 8)
+FAST_NODE2(2, 4)
+FAST_NODE2(1, 2)
+
 /* Store the 32 sums of a strip in channel order (bf16 pairs are interleaved back). */
 FAST_INLINE void fast_store(float *out, fast_pair r, __mmask32 k, int masked, int dt)
 {
@@ -429,22 +489,56 @@ typedef void (*fast_window_fn)(const char *x, ptrdiff_t rs, const float *w, int3
             fast_store(out + e, fast_node1(x + e * ES, rs, w, k, 1, 0, A, L, dt), k, 1, dt);     \
         }                                                                                        \
     }
+/* Two windows a rows apart (fast_leaf2); out2 takes the second's sums. */
+typedef void (*fast_window2_fn)(const char *x, ptrdiff_t rs, const float *w, int32_t D,
+                                float *out, float *out2);
+
+#define FAST_WINDOW2(L, A, DT, ES)                                                               \
+    FAST_TARGET static void fast_window2_##L##_##DT(const char *x, ptrdiff_t rs, const float *w,\
+                                                    int32_t D, float *out, float *out2)         \
+    {                                                                                            \
+        const int dt = NSA_DTYPE_##DT;                                                           \
+        fast_two t;                                                                              \
+        int32_t e;                                                                               \
+        for (e = 0; e + 32 <= D; e += 32) {                                                      \
+            const float *wv = w;                                                                 \
+            FAST_OPAQUE(wv);                                                                     \
+            t = fast_node2_1(x + e * ES, rs, wv, 0, 0, 0, A, L, dt);                             \
+            fast_store(out + e, t.p, 0, 0, dt);                                                  \
+            fast_store(out2 + e, t.q, 0, 0, dt);                                                 \
+        }                                                                                        \
+        if (e < D) {                                                                             \
+            const __mmask32 k = (__mmask32)((1u << (D - e)) - 1u);                               \
+            t = fast_node2_1(x + e * ES, rs, w, k, 1, 0, A, L, dt);                              \
+            fast_store(out + e, t.p, k, 1, dt);                                                  \
+            fast_store(out2 + e, t.q, k, 1, dt);                                                 \
+        }                                                                                        \
+    }
 #define FAST_WINDOWS(L, A)                                                                       \
     FAST_WINDOW(L, A, BF16, 2) FAST_WINDOW(L, A, F16, 2) FAST_WINDOW(L, A, F32, 4)
+/* l = 16 has a = 8, which no stride (a multiple of 16) equals: no pair kernel. */
+#define FAST_WINDOWS_AND_PAIRS(L, A)                                                             \
+    FAST_WINDOWS(L, A)                                                                           \
+    FAST_WINDOW2(L, A, BF16, 2) FAST_WINDOW2(L, A, F16, 2) FAST_WINDOW2(L, A, F32, 4)
 FAST_WINDOWS(16, 8)
-FAST_WINDOWS(32, 16)
-FAST_WINDOWS(48, 32)
-FAST_WINDOWS(64, 32)
-FAST_WINDOWS(80, 64)
-FAST_WINDOWS(96, 64)
-FAST_WINDOWS(112, 64)
-FAST_WINDOWS(128, 64)
+FAST_WINDOWS_AND_PAIRS(32, 16)
+FAST_WINDOWS_AND_PAIRS(48, 32)
+FAST_WINDOWS_AND_PAIRS(64, 32)
+FAST_WINDOWS_AND_PAIRS(80, 64)
+FAST_WINDOWS_AND_PAIRS(96, 64)
+FAST_WINDOWS_AND_PAIRS(112, 64)
+FAST_WINDOWS_AND_PAIRS(128, 64)
 
 /* [l / 16 - 1][bf16, f16, f32] */
 #define FAST_ROW(L) {fast_window_##L##_BF16, fast_window_##L##_F16, fast_window_##L##_F32}
 static const fast_window_fn fast_windows[8][3] = {FAST_ROW(16), FAST_ROW(32), FAST_ROW(48),
                                                   FAST_ROW(64), FAST_ROW(80), FAST_ROW(96),
                                                   FAST_ROW(112), FAST_ROW(128)};
+/* [l / 16 - 2][bf16, f16, f32], l >= 32 */
+#define FAST_ROW2(L) {fast_window2_##L##_BF16, fast_window2_##L##_F16, fast_window2_##L##_F32}
+static const fast_window2_fn fast_windows2[7][3] = {FAST_ROW2(32), FAST_ROW2(48), FAST_ROW2(64),
+                                                    FAST_ROW2(80), FAST_ROW2(96), FAST_ROW2(112),
+                                                    FAST_ROW2(128)};
 #endif
 
 /* Convert heads [h0, h0 + nh) of input row `row` into dst ([nh][D]). */
@@ -486,6 +580,14 @@ static void prefetch_rows(const nsa_tensor *in, int64_t row0, int64_t count, int
 #endif
 }
 
+/* One output row of one head: orow in the output's dtype. */
+static void store_window(const compress_job *job, int64_t row, int64_t head, const float *orow)
+{
+    const nsa_tensor *out = job->output;
+    nsa_store_f32(orow, nsa_tensor_at(out, nsa_tensor_offset(out, row, head, 0, 0)), out->dtype,
+                  out->stride[2], job->D, NSA_ROUND_NEAREST_AWAY);
+}
+
 static int g_force_portable;
 
 void nsa_compress_force_portable(int on)
@@ -505,29 +607,46 @@ static fast_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
                                                                  : 2];
 }
 
-/* One task on the fused kernel: windows -> heads -> strips, straight from the caller's rows
- * (a window's rows stay in L2 for the next one, which shares l - d of them). No software
- * prefetch: the hardware prefetchers alone measured fastest (per-head, sequential and
- * two-window-ahead prefetches were 0-15 % slower), as was running several windows per head. */
-static void fast_task(const compress_job *job, const compress_task *task, fast_window_fn fn,
-                      const float *w, float *orow)
+/* The pair kernel for this input (its single-window kernel applies and d equals the tree's
+ * first half a, the largest power of two below l), or NULL. */
+static fast_window2_fn fast_window2_for(const nsa_tensor *in, int64_t l, int64_t d)
 {
-    const nsa_tensor *in = job->input, *out = job->output;
+    int64_t a = 1;
+    while (a < l)
+        a <<= 1;
+    if (!fast_window_for(in, l) || d != a / 2)
+        return NULL;
+    return fast_windows2[l / 16 - 2][in->dtype == NSA_DTYPE_BF16  ? 0
+                                     : in->dtype == NSA_DTYPE_F16 ? 1
+                                                                  : 2];
+}
+
+/* One task on the fused kernel: windows (in pairs where fn2 applies) -> heads -> strips,
+ * straight from the caller's rows (a window's rows stay in L2 for the next one, which shares
+ * l - d of them). No software prefetch: the hardware prefetchers alone measured fastest
+ * (per-head, sequential and two-window-ahead prefetches were 0-15 % slower), as was running
+ * several windows per head. */
+static void fast_task(const compress_job *job, const compress_task *task, fast_window_fn fn,
+                      fast_window2_fn fn2, const float *w, float *orow, float *orow2)
+{
+    const nsa_tensor *in = job->input;
     const int64_t es = (int64_t)nsa_dtype_size(in->dtype), l = job->l, d = job->d;
     const ptrdiff_t rs = (ptrdiff_t)(in->stride[0] * es), hs = (ptrdiff_t)(in->stride[1] * es);
     const int64_t h0 = task->head0, nh = job->N - h0 < job->group ? job->N - h0 : job->group;
     const char *base = (const char *)nsa_tensor_at(in, nsa_tensor_offset(in, task->row0, h0,
                                                                          0, 0));
-    int32_t j;
+    int32_t j, step;
     int64_t n;
-    for (j = 0; j < task->count; j++) {
+    for (j = 0; j < task->count; j += step) {
         const char *x = base + (ptrdiff_t)j * d * rs;
+        step = fn2 && j + 1 < task->count ? 2 : 1;
         for (n = 0; n < nh; n++) {
-            fn(x + n * hs, rs, w + (h0 + n) * l, (int32_t)job->D, orow);
-            nsa_store_f32(orow,
-                          nsa_tensor_at(out, nsa_tensor_offset(out, task->out0 + j, h0 + n, 0,
-                                                               0)),
-                          out->dtype, out->stride[2], job->D, NSA_ROUND_NEAREST_AWAY);
+            if (step == 2) {
+                fn2(x + n * hs, rs, w + (h0 + n) * l, (int32_t)job->D, orow, orow2);
+                store_window(job, task->out0 + j + 1, h0 + n, orow2);
+            } else
+                fn(x + n * hs, rs, w + (h0 + n) * l, (int32_t)job->D, orow);
+            store_window(job, task->out0 + j, h0 + n, orow);
         }
     }
 }
@@ -536,7 +655,7 @@ static void fast_task(const compress_job *job, const compress_task *task, fast_w
 static void compress_worker(void *arg, size_t worker)
 {
     const compress_job *job = (const compress_job *)arg;
-    const nsa_tensor *in = job->input, *wt = job->weight, *out = job->output;
+    const nsa_tensor *in = job->input, *wt = job->weight;
     const int32_t l = (int32_t)job->l, D = (int32_t)job->D;
     const int64_t N = job->N, d = job->d;
     compress_slice sl;
@@ -546,6 +665,7 @@ static void compress_worker(void *arg, size_t worker)
                     float *) = window_tree_portable;
 #ifdef HAVE_AVX512_CLONE
     const fast_window_fn fast = fast_window_for(in, job->l);
+    const fast_window2_fn fast2 = fast_window2_for(in, job->l, job->d);
     if (nsa_cpu_has_avx512() && !g_force_portable)
         tree_fn = window_tree_avx512;
 #endif
@@ -562,7 +682,7 @@ static void compress_worker(void *arg, size_t worker)
         int32_t j, i;
 #ifdef HAVE_AVX512_CLONE
         if (fast) {
-            fast_task(job, task, fast, sl.w, sl.orow);
+            fast_task(job, task, fast, fast2, sl.w, sl.orow, sl.tree);
             continue;
         }
 #endif
@@ -577,10 +697,7 @@ static void compress_worker(void *arg, size_t worker)
                 sl.rows[i] = sl.ring + ((first + i) % l) * row_floats;
             for (n = 0; n < nh; n++) {
                 tree_fn(sl.rows, n * D, sl.w + (h0 + n) * l, l, D, sl.tree, sl.orow);
-                nsa_store_f32(sl.orow,
-                              nsa_tensor_at(out, nsa_tensor_offset(out, task->out0 + j, h0 + n,
-                                                                   0, 0)),
-                              out->dtype, out->stride[2], D, NSA_ROUND_NEAREST_AWAY);
+                store_window(job, task->out0 + j, h0 + n, sl.orow);
             }
         }
     }
