@@ -332,59 +332,34 @@ FAST_INLINE fast_pair fast_load(const char *p, __mmask32 k, int masked, int dt)
  * single-use tree of products and sums into one expression at the root, after every load. */
 #define FAST_KEEP(p) __asm__("" : "+v"((p).a), "+v"((p).b))
 
-/* w * row i, one rounding per product. */
-FAST_INLINE fast_pair fast_product(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
-                                   int masked, int i, int dt)
+/* w * x, one rounding per product. */
+FAST_INLINE fast_pair fast_scale(__m512 w, fast_pair x)
 {
-    const __m512 wi = _mm512_set1_ps(w[i]);
-    fast_pair r = fast_load(x + i * rs, k, masked, dt);
-    r.a = _mm512_mul_ps(wi, r.a);
-    r.b = _mm512_mul_ps(wi, r.b);
-    return r;
+    x.a = _mm512_mul_ps(w, x.a);
+    x.b = _mm512_mul_ps(w, x.b);
+    return x;
+}
+
+/* u + v, pinned (FAST_KEEP). */
+FAST_INLINE fast_pair fast_join(fast_pair u, fast_pair v)
+{
+    u.a = _mm512_add_ps(u.a, v.a);
+    u.b = _mm512_add_ps(u.b, v.b);
+    FAST_KEEP(u);
+    return u;
 }
 
 /* Level 0 of the tree: t_i = w_i x_i + w_{i+a} x_{i+a} (just w_i x_i when i + a >= l). */
 FAST_INLINE fast_pair fast_leaf(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
                                 int masked, int i, int a, int l, int dt)
 {
-    fast_pair p = fast_product(x, rs, w, k, masked, i, dt);
-    if (i + a < l) {
-        const fast_pair q = fast_product(x, rs, w, k, masked, i + a, dt);
-        p.a = _mm512_add_ps(p.a, q.a);
-        p.b = _mm512_add_ps(p.b, q.b);
-    }
+    fast_pair p = fast_scale(_mm512_set1_ps(w[i]), fast_load(x + i * rs, k, masked, dt));
+    if (i + a < l)
+        return fast_join(p, fast_scale(_mm512_set1_ps(w[i + a]),
+                                       fast_load(x + (i + a) * rs, k, masked, dt)));
     FAST_KEEP(p);
     return p;
 }
-
-/* Node (i, s): t_i after the level that adds t_{i+s}, i.e. node(i, 2s) + node(i + s, 2s); nodes
- * with s >= a are leaves. Depth first, so about log2(a) partial sums are live at once and the
- * tree stays in registers (a, l, dt and masked are constants once inlined). */
-#define FAST_NODE(s, s2)                                                                         \
-    FAST_INLINE fast_pair fast_node##s(const char *x, ptrdiff_t rs, const float *w, __mmask32 k, \
-                                       int masked, int i, int a, int l, int dt)                  \
-    {                                                                                            \
-        fast_pair u, v;                                                                          \
-        if (s >= a)                                                                              \
-            return fast_leaf(x, rs, w, k, masked, i, a, l, dt);                                  \
-        u = fast_node##s2(x, rs, w, k, masked, i, a, l, dt);                                     \
-        v = fast_node##s2(x, rs, w, k, masked, i + s, a, l, dt);                                 \
-        u.a = _mm512_add_ps(u.a, v.a);                                                           \
-        u.b = _mm512_add_ps(u.b, v.b);                                                           \
-        FAST_KEEP(u);                                                                            \
-        return u;                                                                                \
-    }
-FAST_INLINE fast_pair fast_node64(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
-                                  int masked, int i, int a, int l, int dt)
-{
-    return fast_leaf(x, rs, w, k, masked, i, a, l, dt);
-}
-FAST_NODE(32, 64)
-FAST_NODE(16, 32)
-FAST_NODE(8, 16)
-FAST_NODE(4, 8)
-FAST_NODE(2, 4)
-FAST_NODE(1, 2)
 
 /* Two windows d = a rows apart (l = 2d, as in NSA's l = 32, d = 16): the second window's row i is
  * the first's row i + a, so leaf i of both reads rows i, i + a and i + 2a, and row i + a is
@@ -394,56 +369,62 @@ typedef struct fast_two {
     fast_pair p, q; /* the first window's partial sum, the second's */
 } fast_two;
 
+FAST_INLINE fast_two fast_join2(fast_two u, fast_two v)
+{
+    u.p = fast_join(u.p, v.p);
+    u.q = fast_join(u.q, v.q);
+    return u;
+}
+
 FAST_INLINE fast_two fast_leaf2(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
                                 int masked, int i, int a, int l, int dt)
 {
     const __m512 wi = _mm512_set1_ps(w[i]);
-    const fast_pair x0 = fast_load(x + i * rs, k, masked, dt),
-                    x1 = fast_load(x + (i + a) * rs, k, masked, dt);
+    const fast_pair x1 = fast_load(x + (i + a) * rs, k, masked, dt);
     fast_two t;
-    t.p.a = _mm512_mul_ps(wi, x0.a), t.p.b = _mm512_mul_ps(wi, x0.b);
-    t.q.a = _mm512_mul_ps(wi, x1.a), t.q.b = _mm512_mul_ps(wi, x1.b);
+    t.p = fast_scale(wi, fast_load(x + i * rs, k, masked, dt));
+    t.q = fast_scale(wi, x1);
     if (i + a < l) {
         const __m512 wj = _mm512_set1_ps(w[i + a]);
-        const fast_pair x2 = fast_load(x + (i + 2 * a) * rs, k, masked, dt);
-        t.p.a = _mm512_add_ps(t.p.a, _mm512_mul_ps(wj, x1.a));
-        t.p.b = _mm512_add_ps(t.p.b, _mm512_mul_ps(wj, x1.b));
-        t.q.a = _mm512_add_ps(t.q.a, _mm512_mul_ps(wj, x2.a));
-        t.q.b = _mm512_add_ps(t.q.b, _mm512_mul_ps(wj, x2.b));
+        fast_two u;
+        u.p = fast_scale(wj, x1);
+        u.q = fast_scale(wj, fast_load(x + (i + 2 * a) * rs, k, masked, dt));
+        return fast_join2(t, u);
     }
     FAST_KEEP(t.p);
     FAST_KEEP(t.q);
     return t;
 }
 
-#define FAST_NODE2(s, s2)                                                                        \
-    FAST_INLINE fast_two fast_node2_##s(const char *x, ptrdiff_t rs, const float *w,             \
-                                        __mmask32 k, int masked, int i, int a, int l, int dt)    \
+/* Node (i, s): t_i after the level that adds t_{i+s}, i.e. node(i, 2s) + node(i + s, 2s); nodes
+ * with s >= a are leaves. Depth first, so about log2(a) partial sums are live at once and the
+ * tree stays in registers (a, l, dt and masked are constants once inlined). One family per
+ * partial-sum type T (a window, a window pair), named NODE##s. */
+#define FAST_NODE(T, NODE, LEAF, JOIN, s, s2)                                                    \
+    FAST_INLINE T NODE##s(const char *x, ptrdiff_t rs, const float *w, __mmask32 k, int masked,  \
+                          int i, int a, int l, int dt)                                           \
     {                                                                                            \
-        fast_two u, v;                                                                           \
+        T u, v;                                                                                  \
         if (s >= a)                                                                              \
-            return fast_leaf2(x, rs, w, k, masked, i, a, l, dt);                                 \
-        u = fast_node2_##s2(x, rs, w, k, masked, i, a, l, dt);                                   \
-        v = fast_node2_##s2(x, rs, w, k, masked, i + s, a, l, dt);                               \
-        u.p.a = _mm512_add_ps(u.p.a, v.p.a);                                                     \
-        u.p.b = _mm512_add_ps(u.p.b, v.p.b);                                                     \
-        u.q.a = _mm512_add_ps(u.q.a, v.q.a);                                                     \
-        u.q.b = _mm512_add_ps(u.q.b, v.q.b);                                                     \
-        FAST_KEEP(u.p);                                                                          \
-        FAST_KEEP(u.q);                                                                          \
-        return u;                                                                                \
+            return LEAF(x, rs, w, k, masked, i, a, l, dt);                                       \
+        u = NODE##s2(x, rs, w, k, masked, i, a, l, dt);                                          \
+        v = NODE##s2(x, rs, w, k, masked, i + s, a, l, dt);                                      \
+        return JOIN(u, v);                                                                       \
     }
-FAST_INLINE fast_two fast_node2_64(const char *x, ptrdiff_t rs, const float *w, __mmask32 k,
-                                   int masked, int i, int a, int l, int dt)
-{
-    return fast_leaf2(x, rs, w, k, masked, i, a, l, dt);
-}
-FAST_NODE2(32, 64)
-FAST_NODE2(16, 32)
-FAST_NODE2(8, 16)
-FAST_NODE2(4, 8)
-FAST_NODE2(2, 4)
-FAST_NODE2(1, 2)
+#define FAST_NODES(T, NODE, LEAF, JOIN)                                                          \
+    FAST_INLINE T NODE##64(const char *x, ptrdiff_t rs, const float *w, __mmask32 k, int masked, \
+                           int i, int a, int l, int dt)                                          \
+    {                                                                                            \
+        return LEAF(x, rs, w, k, masked, i, a, l, dt);                                           \
+    }                                                                                            \
+    FAST_NODE(T, NODE, LEAF, JOIN, 32, 64)                                                       \
+    FAST_NODE(T, NODE, LEAF, JOIN, 16, 32)                                                       \
+    FAST_NODE(T, NODE, LEAF, JOIN, 8, 16)                                                        \
+    FAST_NODE(T, NODE, LEAF, JOIN, 4, 8)                                                         \
+    FAST_NODE(T, NODE, LEAF, JOIN, 2, 4)                                                         \
+    FAST_NODE(T, NODE, LEAF, JOIN, 1, 2)
+FAST_NODES(fast_pair, fast_node, fast_leaf, fast_join)
+FAST_NODES(fast_two, fast_node2_, fast_leaf2, fast_join2)
 
 /* Store the 32 sums of a strip in channel order (bf16 pairs are interleaved back). */
 FAST_INLINE void fast_store(float *out, fast_pair r, __mmask32 k, int masked, int dt)
