@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* exp, max and sums over score rows. exp follows the Cephes expf scheme: n = round(x/ln2),
  * r = x - n*ln2 (two-part constant), exp(r) by a degree-6 polynomial, times 2^n; about
- * 1 ulp on the whole range. The AVX-512 and portable paths compute the same formula. */
+ * 1 ulp on the whole range. The AVX-512, AVX2 and portable paths compute the same formula. */
 #include "kernel/simd.h"
 
 #include <math.h>
@@ -125,9 +125,104 @@ AVX512 static float vexp_sum_avx512(float *x, int64_t n, float m)
     return _mm512_reduce_add_ps(acc);
 }
 
+
+/* AVX2 + FMA (+ F16C, which the fused loops use): the same exp, 8 lanes wide. */
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* 2^n for integral n in [-75, 64] (normal floats): the exponent field built directly. */
+AVX2 static __m256 pow2_avx2(__m256 n)
+{
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+
+AVX2 static __m256 exp_avx2(__m256 x)
+{
+    __m256 xc = _mm256_min_ps(_mm256_set1_ps(EXP_HI + 1.0f), x); /* keep a NaN x */
+    __m256 n, r, p, n1;
+    xc = _mm256_max_ps(_mm256_set1_ps(EXP_LO - 1.0f), xc);
+    n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    p = _mm256_set1_ps(P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* times 2^n (n in [-151, 129]) as 2^n1 * 2^n2, both normal: the first product is exact,
+     * so the result is rounded once, as scalef rounds it */
+    n1 = _mm256_floor_ps(_mm256_mul_ps(n, _mm256_set1_ps(0.5f)));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, pow2_avx2(n1)), pow2_avx2(_mm256_sub_ps(n, n1)));
+    p = _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY),
+                         _mm256_cmp_ps(x, _mm256_set1_ps(EXP_HI), _CMP_GT_OQ));
+    return _mm256_blendv_ps(p, _mm256_setzero_ps(),
+                            _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ));
+}
+
+/* Lanes [0, k) set: the tail mask of maskload / maskstore. */
+AVX2 static __m256i tail_mask(int64_t k)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2 static float hsum_avx2(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+AVX2 static float vmax_avx2(const float *x, int64_t n)
+{
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    __m128 h;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        m = _mm256_max_ps(_mm256_loadu_ps(x + i), m); /* NaN in x is dropped */
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        m = _mm256_max_ps(_mm256_blendv_ps(m, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k)),
+                          m);
+    }
+    h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+AVX2 static float vexp_sum_avx2(float *x, int64_t n, float m)
+{
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm));
+        _mm256_maskstore_ps(x + i, k, e);
+        acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
+    }
+    return hsum_avx2(acc);
+}
+
+AVX2 static void vscale_avx2(float *y, int64_t n, float a)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), va));
+    for (; i < n; i++)
+        y[i] *= a;
+}
 #endif
 
-static int g_avx512, g_avx512bf16;
+static int g_avx512, g_avx512bf16, g_avx2;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void detect(void)
@@ -137,6 +232,8 @@ static void detect(void)
     g_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     g_avx512bf16 = g_avx512 && __builtin_cpu_supports("avx512bf16");
+    g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
 #endif
 }
 
@@ -152,9 +249,15 @@ int nsa_cpu_has_avx512bf16(void)
     return g_avx512bf16;
 }
 
+int nsa_cpu_has_avx2(void)
+{
+    pthread_once(&g_once, detect);
+    return g_avx2;
+}
+
 const char *nsa_simd_name(void)
 {
-    return nsa_cpu_has_avx512() ? "avx512" : "portable";
+    return nsa_cpu_has_avx512() ? "avx512" : nsa_cpu_has_avx2() ? "avx2" : "portable";
 }
 
 float nsa_vmax(const float *x, int64_t n)
@@ -162,6 +265,8 @@ float nsa_vmax(const float *x, int64_t n)
 #ifdef NSA_X86
     if (nsa_cpu_has_avx512())
         return vmax_avx512(x, n);
+    if (nsa_cpu_has_avx2())
+        return vmax_avx2(x, n);
 #endif
     return vmax_portable(x, n);
 }
@@ -171,6 +276,8 @@ float nsa_vexp_sum(float *x, int64_t n, float m)
 #ifdef NSA_X86
     if (nsa_cpu_has_avx512())
         return vexp_sum_avx512(x, n, m);
+    if (nsa_cpu_has_avx2())
+        return vexp_sum_avx2(x, n, m);
 #endif
     return vexp_sum_portable(x, n, m);
 }
@@ -178,6 +285,12 @@ float nsa_vexp_sum(float *x, int64_t n, float m)
 void nsa_vscale(float *y, int64_t n, float a)
 {
     int64_t i;
+#ifdef NSA_X86
+    if (nsa_cpu_has_avx2()) {
+        vscale_avx2(y, n, a);
+        return;
+    }
+#endif
     for (i = 0; i < n; i++)
         y[i] *= a;
 }

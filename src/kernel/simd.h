@@ -7,10 +7,12 @@
 
 #include "core/internal.h"
 
-/* "avx512" or "portable": the path the row primitives take on this CPU. */
+/* "avx512", "avx2" or "portable": the path the row primitives take on this CPU. */
 NSA_INTERNAL const char *nsa_simd_name(void);
 /* 1 when the AVX-512 (F, BW, VL, DQ) paths can run on this CPU. */
 NSA_INTERNAL int nsa_cpu_has_avx512(void);
+/* 1 when AVX2, FMA and F16C can run (every AVX-512 CPU too). */
+NSA_INTERNAL int nsa_cpu_has_avx2(void);
 /* 1 when, in addition, AVX512-BF16 (vdpbf16ps) can run. */
 NSA_INTERNAL int nsa_cpu_has_avx512bf16(void);
 
