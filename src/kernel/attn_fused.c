@@ -36,6 +36,8 @@
 
 #include "blas/blas.h"
 #include "dtype/convert.h"
+#include "kernel/attn_fused_avx2.h"
+#include "kernel/fused_prefetch.h"
 #include "kernel/simd.h"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
@@ -62,7 +64,7 @@ int nsa_fused_usable(const nsa_attn_tile *tile)
 #ifdef NSA_FUSED_X86
     int32_t b;
     if (tile->m < 1 || tile->m > nsa_fused_max_rows() || tile->d % 16 != 0 ||
-        tile->dv % 16 != 0 || !nsa_cpu_has_avx512())
+        tile->dv % 16 != 0 || !nsa_cpu_has_avx2())
         return 0;
     if (tile->kv_dtype != NSA_DTYPE_BF16 && tile->kv_dtype != NSA_DTYPE_F16 &&
         tile->kv_dtype != NSA_DTYPE_I8 && tile->kv_dtype != NSA_DTYPE_F32)
@@ -162,38 +164,6 @@ static void key_rows8(const char *base, int64_t row_bytes, int32_t g, int32_t en
         rows[jj] = base + (int64_t)(g + jj < end ? g + jj : end - 1) * row_bytes;
 }
 
-/* Ask for `count` rows from `from` of one side (K, or V when `values`) ahead of use: rows of
- * this block, or past its end the first rows of the next one (the pages of a paged cache).
- * The loops reading from DRAM ask for a row or a few per step rather than a 16-key group at
- * once: a burst of 64 prefetches stalls the loop while they wait for miss buffers, and bf16
- * decode from DRAM ran 10-25 % faster with them spread (one thread). Inlined: in the int8
- * loops, which are compute-bound, the call alone cost 5-10 %. */
-INLINE void prefetch_ahead(const nsa_kv_block *blk, const nsa_kv_block *next, int values,
-                           size_t esize, int32_t from, int32_t count, size_t span)
-{
-    int32_t j, to;
-    size_t off;
-    if (from >= blk->len) {
-        if (!next)
-            return;
-        from -= blk->len;
-        blk = next;
-    }
-    to = from + count < blk->len ? from + count : blk->len;
-    for (j = from; j < to; j++) {
-        const char *row = values ? (const char *)blk->v +
-                                       (int64_t)j * blk->v_row_stride * (int64_t)esize
-                                 : (const char *)blk->k +
-                                       (int64_t)j * blk->k_row_stride * (int64_t)esize;
-        for (off = 0; off < span; off += 64)
-            __builtin_prefetch(row + off, 0, 3);
-    }
-}
-
-/* Keys ahead for rows of `esize` bytes a channel: int8 rows are half the length of bf16 ones,
- * and asking for the same bytes ahead (twice the keys) took int8 decode from DRAM from 3.41 to
- * 3.22 ms on one thread (96 keys: 3.34; medians of 4 alternations). */
-#define PREFETCH_KEYS(esize) ((esize) == 1 ? 2 * NSA_FUSED_PREFETCH : NSA_FUSED_PREFETCH)
 
 /* Heads in lockstep (nsa_fused_heads_usable, below): tokens ahead of use that their walk over
  * the group's token rows asks for, and the keys each head takes in turn (int8 Q.K^T, P.V). */
@@ -1165,7 +1135,7 @@ void nsa_fused_finish(const nsa_attn_tile *tile, float *o)
     if (tile->kv_dtype == NSA_DTYPE_I8)
         scale_columns(&tile->v_dequant, o, tile->m, tile->dv);
 #ifdef NSA_FUSED_X86
-    if (tile->kv_dtype == NSA_DTYPE_BF16)
+    if (tile->kv_dtype == NSA_DTYPE_BF16 && nsa_cpu_has_avx512())
         bf16_blocks_in_order(o, tile->m, tile->dv);
 #endif
 }
@@ -1177,7 +1147,7 @@ int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
     const int32_t d = lead->d;
     const int64_t es = (int64_t)nsa_dtype_size(lead->kv_dtype);
     int32_t t, b;
-    if (count < 2 || d > 192)
+    if (count < 2 || d > 192 || !nsa_cpu_has_avx512())
         return 0;
     for (t = 0; t < count; t++)
         if (tiles[t].m != 4 || tiles[t].d != d || tiles[t].dv != 128 ||
@@ -1232,7 +1202,9 @@ void nsa_fused_scores(const nsa_attn_tile *tile, const float *q, const uint16_t 
                       float *s, int64_t lds, float *tmp)
 {
 #ifdef NSA_FUSED_X86
-    if (q_bf16)
+    if (!nsa_cpu_has_avx512())
+        nsa_fused_avx2_scores(tile, q, blk, next, j0, n, s, lds);
+    else if (q_bf16)
         scores_bf16_dot(tile, q_bf16, blk, next, j0, n, s, lds);
     else
         scores_fp32(tile, q, blk, next, j0, n, s, lds, tmp);
@@ -1252,6 +1224,10 @@ void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p, int64_t ldp
                           float *, int32_t);
     static const pv_fn fns[8] = {pv_1, pv_2, pv_3, pv_4, pv_5, pv_6, pv_7, pv_8};
     int32_t r0;
+    if (!nsa_cpu_has_avx512()) {
+        nsa_fused_avx2_accumulate(tile, p, ldp, blk, next, j0, n, o);
+        return;
+    }
     /* rows in groups of at most 8 (the accumulators of a group fill the registers) */
     for (r0 = 0; r0 < tile->m; r0 += 8) {
         const int32_t rows = tile->m - r0 < 8 ? tile->m - r0 : 8;

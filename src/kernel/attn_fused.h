@@ -34,7 +34,8 @@
  * nsa_blas_avx512_kernels(). */
 NSA_INTERNAL int nsa_fused_max_rows(void);
 /* 1 when the tile can take the path: 1..nsa_fused_max_rows() rows, d and dv multiples of 16,
- * channel stride 1 in every block, an AVX-512 CPU. */
+ * channel stride 1 in every block, a CPU with AVX-512 or with AVX2, FMA and F16C (the loops
+ * of attn_fused_avx2.c). */
 NSA_INTERNAL int nsa_fused_usable(const nsa_attn_tile *tile);
 /* 1 when the scores use bf16 dot products (bf16 K, bf16 queries, AVX512-BF16). */
 NSA_INTERNAL int nsa_fused_uses_bf16_dot(const nsa_attn_tile *tile);

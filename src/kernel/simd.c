@@ -9,6 +9,7 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define NSA_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -223,6 +224,7 @@ AVX2 static void vscale_avx2(float *y, int64_t n, float a)
 #endif
 
 static int g_avx512, g_avx512bf16, g_avx2;
+static int g_force_avx2; /* tests: take the AVX2 paths on an AVX-512 CPU */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void detect(void)
@@ -232,21 +234,29 @@ static void detect(void)
     g_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     g_avx512bf16 = g_avx512 && __builtin_cpu_supports("avx512bf16");
-    g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+    {
+        unsigned a, b, c, d; /* F16C from cpuid: clang's __builtin_cpu_supports lacks it */
+        const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        g_avx2 = f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
 #endif
 }
 
 int nsa_cpu_has_avx512(void)
 {
     pthread_once(&g_once, detect);
-    return g_avx512;
+    return g_avx512 && !g_force_avx2;
 }
 
 int nsa_cpu_has_avx512bf16(void)
 {
     pthread_once(&g_once, detect);
-    return g_avx512bf16;
+    return g_avx512bf16 && !g_force_avx2;
+}
+
+void nsa_simd_force_avx2(int on)
+{
+    g_force_avx2 = on;
 }
 
 int nsa_cpu_has_avx2(void)

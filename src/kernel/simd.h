@@ -15,6 +15,9 @@ NSA_INTERNAL int nsa_cpu_has_avx512(void);
 NSA_INTERNAL int nsa_cpu_has_avx2(void);
 /* 1 when, in addition, AVX512-BF16 (vdpbf16ps) can run. */
 NSA_INTERNAL int nsa_cpu_has_avx512bf16(void);
+/* Tests only: report no AVX-512 (on) so that an AVX-512 CPU takes the AVX2 paths (not
+ * thread-safe; set it before running ops). */
+NSA_INTERNAL void nsa_simd_force_avx2(int on);
 
 /* Largest of x[0..n) (-INFINITY for n == 0). NaN elements are ignored here; they still
  * propagate through exp into the row's sum. */

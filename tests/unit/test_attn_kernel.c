@@ -322,7 +322,7 @@ static const kcase k_cases[] = {
     {5, 16, 32, 2, 64, NSA_DTYPE_F32, NSA_DTYPE_BF16, 2, 1, NSA_DTYPE_F32},
 };
 
-/* Few-row tiles (decode, select) take the kernel's BLAS-free path on AVX-512 CPUs: row
+/* Few-row tiles (decode, select) take the kernel's BLAS-free path on AVX2 / AVX-512 CPUs: row
  * counts 1..16 (pairs and an odd row; P.V in groups of 8 rows), d % 32 == 16 (half steps of the bf16 dot products), dv not a
  * multiple of 64 (single-vector blocks), every K/V dtype, masks, several chunks per block. */
 static const kcase few_row_cases[] = {
@@ -373,6 +373,17 @@ static void few_row_tiles(void **state)
     for (i = 0; i < sizeof few_row_cases / sizeof few_row_cases[0]; i++)
         for (rep = 0; rep < 3; rep++)
             run_case(&few_row_cases[i], 5000u * (i + 1) + (uint64_t)rep, 0);
+}
+
+/* The same few-row cases through the AVX2 loops (attn_fused_avx2.c) on a CPU that would take
+ * the AVX-512 ones; on AVX2-only CPUs few_row_tiles already ran them. */
+static void few_row_tiles_avx2(void **state)
+{
+    if (!nsa_cpu_has_avx512() || !nsa_cpu_has_avx2())
+        skip();
+    nsa_simd_force_avx2(1);
+    few_row_tiles(state);
+    nsa_simd_force_avx2(0);
 }
 
 /* Tiles run in lockstep (nsa_attn_group_run: the kv heads of a page) against the float64
@@ -433,7 +444,7 @@ static void few_row_path_choice(void **state)
 {
     nsa_kv_block blk;
     nsa_attn_tile t;
-    const int avx512 = nsa_cpu_has_avx512();
+    const int avx512 = nsa_cpu_has_avx512(), avx2 = nsa_cpu_has_avx2();
     (void)state;
     memset(&blk, 0, sizeof blk);
     memset(&t, 0, sizeof t);
@@ -445,7 +456,7 @@ static void few_row_path_choice(void **state)
     t.dv = 128;
     t.kv_dtype = NSA_DTYPE_BF16;
     t.q_dtype = NSA_DTYPE_BF16;
-    assert_int_equal(nsa_fused_usable(&t), avx512);
+    assert_int_equal(nsa_fused_usable(&t), avx2);
     assert_int_equal(nsa_fused_usable(&t) && nsa_fused_uses_bf16_dot(&t),
                      avx512 && nsa_cpu_has_avx512bf16());
     t.q_dtype = NSA_DTYPE_F16;
@@ -455,7 +466,7 @@ static void few_row_path_choice(void **state)
     t.m = nsa_fused_max_rows() + 1;
     assert_false(nsa_fused_usable(&t));
     t.m = nsa_fused_max_rows();
-    assert_int_equal(nsa_fused_usable(&t), avx512);
+    assert_int_equal(nsa_fused_usable(&t), avx2);
     t.d = 40;
     assert_false(nsa_fused_usable(&t));
     t.d = 128;
@@ -612,6 +623,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(randomized_cases),
         cmocka_unit_test(few_row_tiles),
+        cmocka_unit_test(few_row_tiles_avx2),
         cmocka_unit_test(few_row_path_choice),
         cmocka_unit_test(group_lockstep),
         cmocka_unit_test(empty_rows),
