@@ -12,7 +12,8 @@
  * change in the code; pairs a few milliseconds apart resolve 1 %. Environment: KVN (kv heads),
  * I8=1 (int8 K/V), F16=1 (f16 query and K/V), BSH=1 (BSH layout), PAGED=1 (pages of 128
  * keys, shuffled), SMALL_PAGES=1 (buffers on the system's default pages rather than advised onto
- * huge pages, bench_alloc).
+ * huge pages, bench_alloc), IN_CACHE=1 (no stream read between calls: with a small S the
+ * cache stays in L2/L3, which times the loops rather than memory).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
     const int pairs = argc > 5 ? atoi(argv[5]) : 60;
     const int i8 = getenv("I8") != NULL, f16 = getenv("F16") != NULL;
     const int bsh = getenv("BSH") != NULL, paged = getenv("PAGED") != NULL;
+    const int in_cache = getenv("IN_CACHE") != NULL;
     const nsa_dtype kd = i8 ? NSA_DTYPE_I8 : f16 ? NSA_DTYPE_F16 : NSA_DTYPE_BF16;
     const nsa_dtype qd = f16 ? NSA_DTYPE_F16 : NSA_DTYPE_BF16;
     const size_t kv = (size_t)(KVN * S * D), es = i8 ? 1 : 2;
@@ -144,7 +146,7 @@ int main(int argc, char **argv)
         for (w = 0; w < 2; w++) {
             const int lib = (r & 1) ? 1 - w : w; /* A B, B A, A B, ... */
             double t0;
-            for (j = 0; j < sn; j++)
+            for (j = 0; j < (in_cache ? 0 : sn); j++)
                 sink = sink + sb[j];
             t0 = bench_now();
             if (run[lib](ctx[lib], &tq, &tk, &tv, &opt, &prm, &to) != NSA_SUCCESS) {
