@@ -412,10 +412,20 @@ int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile)
     return 1;
 }
 
+/* Keys per block up to which, on CPUs without AVX-512, few-row tiles beat bigger BLAS tiles:
+ * there the AVX2 loops run at about half the FMA peak, OpenBLAS's AVX2 kernels at three
+ * quarters, so only blocks too short for a GEMM call to pay off go to the loops (Zen 3, one
+ * thread, nsa_bench: select attention's 64-key blocks 0.39 -> 0.52 of sgemm on 16-row tiles;
+ * compress attention's 511 keys 0.60 -> 0.47 and dense flex 0.69 -> 0.54 when they took them). */
+#define SHORT_BLOCK_KEYS 128
+
 int32_t nsa_attn_tile_rows(const nsa_attn_tile *like, int32_t limit)
 {
     const int32_t few = nsa_fused_max_rows();
+    const int32_t keys = like->nblocks > 0 ? like->blocks[0].len : 0;
     if (nsa_blas_avx512_kernels() || !nsa_fused_usable(like))
+        return limit;
+    if (!nsa_cpu_has_avx512() && (keys < 1 || keys > SHORT_BLOCK_KEYS))
         return limit;
     return few < limit ? few : limit;
 }

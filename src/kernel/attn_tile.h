@@ -114,7 +114,9 @@ NSA_INTERNAL int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile);
 
 /* The most query rows for tiles made of units of `like->m` rows (one token's query heads, a
  * query row) with like's shapes, dtypes and block strides: the few-row path's limit when it
- * takes such tiles and BLAS runs AVX2 kernels, else `limit`. There the AVX-512 path outruns
+ * takes such tiles and BLAS runs AVX2 kernels (on a CPU without AVX-512, only when
+ * like->blocks[0].len, the keys per block the tiles will see, is set and at most 128), else
+ * `limit`. There the AVX-512 path outruns
  * BLAS even where bigger tiles would share each block among more rows (select attention, 16
  * heads, every four tokens with the same blocks, one thread: 116 -> 58 us per token in bf16,
  * 121 -> 87 in f32, 64-row tiles against 16); OpenBLAS's AVX-512 kernels outrun it (dense

@@ -247,6 +247,7 @@ static nsa_status size_work(nsa_context *ctx, const nsa_tensor *key, const nsa_t
     blk.k_col_stride = key->stride[2];
     blk.v_row_stride = value->stride[0];
     blk.v_col_stride = value->stride[2];
+    blk.len = (int32_t)pl->block_size; /* short blocks: the kernel's loops may beat BLAS */
     like = nsa_attn_tile_shape(1, (int32_t)pl->d, (int32_t)pl->dv, key->dtype, key->dtype, &blk);
     if (pl->group < rows) { /* how many rows pay, in units of one token's */
         like.m = (int32_t)pl->group;
