@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Run every test program under valgrind memcheck; fails on any error or leak report.
-# Valgrind does not emulate AVX-512: under it, libnsa's run-time dispatch takes the portable
+# Valgrind does not emulate AVX-512: under it, libnsa's run-time dispatch takes the AVX2
 # paths (and OpenBLAS its AVX2 kernels), so this also exercises the non-AVX-512 code. Child
 # processes (nsa-run, started by the CLI tests) are traced too, so they are checked and take
 # the same paths as the library in the test (system tools such as cmake are not traced).
