@@ -11,8 +11,8 @@
  *   P.V:    up to four rows x 16 channels (32 for one or two rows) of the output held in
  *           registers while the values stream past, one broadcast probability per row.
  *
- * More than four rows go in sets of four over groups of GROUP keys, so that every set after
- * the first reads the group's rows from L1; only the first set prefetches. int8 scales are
+ * More than four rows go in sets of four over groups of keys (GROUP, PV_GROUP), so that every
+ * set after the first reads the group's rows from L1; only the first set prefetches. int8 scales are
  * folded onto the queries and the output as on the AVX-512 path (attn_fused.c).
  */
 #include "kernel/attn_fused_avx2.h"
@@ -28,8 +28,12 @@
 /* Kinds of rows the loops widen: the dtype, and int8 with or without offsets. */
 enum { ROW_F32, ROW_BF16, ROW_F16, ROW_I8, ROW_I8_OFFSET };
 
-/* Keys per group: 64 bf16 rows of 128 channels are 16 KiB, half of a Zen 3 L1. */
-enum { GROUP = 64 };
+/* Keys per group of the scores' row sets: 64 bf16 rows of 128 channels are 16 KiB, half of a
+ * Zen 3 L1. P.V takes 16 keys per group (its passes read the group's rows dv / 16 times): 0.88x
+ * the time of 64 for bf16 decode from DRAM, 0.92x for a BSH cache (rows 2 KiB apart, on few
+ * L1 sets), 0.91x paged, 0.98x int8, 1.035x in L3 (Zen 3, one thread, ab_decode medians of 30
+ * alternated pairs); 8 keys measured the same as 16, 32 keys 1.06-1.08x. */
+enum { GROUP = 64, PV_GROUP = 16 };
 
 INLINE size_t row_esize(int kind)
 {
@@ -219,8 +223,8 @@ AVX2 INLINE void accumulate_kind(const int KIND, const nsa_attn_tile *tile, cons
     const nsa_dequant *dq = &tile->v_dequant;
     const int32_t dv = tile->dv;
     int32_t g, r0;
-    for (g = 0; g < n; g += GROUP) {
-        const int32_t cnt = n - g < GROUP ? n - g : GROUP;
+    for (g = 0; g < n; g += PV_GROUP) {
+        const int32_t cnt = n - g < PV_GROUP ? n - g : PV_GROUP;
         for (r0 = 0; r0 < tile->m; r0 += 4) {
             const float *pr = p + (int64_t)r0 * ldp + g;
             float *orow = o + (size_t)r0 * (size_t)dv;
