@@ -12,8 +12,8 @@
  *           registers while the values stream past, one broadcast probability per row.
  *
  * More than four rows go in sets of four over groups of keys (GROUP, PV_GROUP), so that every
- * set after the first reads the group's rows from L1; only the first set prefetches. int8 scales are
- * folded onto the queries and the output as on the AVX-512 path (attn_fused.c).
+ * set after the first reads the group's rows from L1; only the first set prefetches. int8
+ * scales are folded onto the queries and the output as on the AVX-512 path (attn_fused.c).
  */
 #include "kernel/attn_fused_avx2.h"
 

@@ -126,7 +126,6 @@ AVX512 static float vexp_sum_avx512(float *x, int64_t n, float m)
     return _mm512_reduce_add_ps(acc);
 }
 
-
 /* AVX2 + FMA (+ F16C, which the fused loops use): the same exp, 8 lanes wide. */
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 

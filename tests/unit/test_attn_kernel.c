@@ -323,8 +323,9 @@ static const kcase k_cases[] = {
 };
 
 /* Few-row tiles (decode, select) take the kernel's BLAS-free path on AVX2 / AVX-512 CPUs: row
- * counts 1..16 (pairs and an odd row; P.V in groups of 8 rows), d % 32 == 16 (half steps of the bf16 dot products), dv not a
- * multiple of 64 (single-vector blocks), every K/V dtype, masks, several chunks per block. */
+ * counts 1..16 (pairs and an odd row; P.V in groups of 8 rows), d % 32 == 16 (half steps of
+ * the bf16 dot products), dv not a multiple of 64 (single-vector blocks), every K/V dtype,
+ * masks, several chunks per block. */
 static const kcase few_row_cases[] = {
     {1, 128, 128, 3, 128, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 0, NSA_DTYPE_BF16},
     {4, 128, 128, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_BF16, 1, 1, NSA_DTYPE_BF16},
