@@ -13,7 +13,6 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define NSA_X86 1
-#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -238,11 +237,7 @@ static pthread_once_t g_isa_once = PTHREAD_ONCE_INIT;
 static void detect_isa(void)
 {
 #ifdef NSA_X86
-    unsigned a, b, c, d;
-    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-    __builtin_cpu_init();
-    /* __builtin_cpu_supports("avx2") also checks that the OS saves the AVX state. */
-    if (f16c && __builtin_cpu_supports("avx2"))
+    if (nsa_cpu_has_avx2()) /* AVX2 and F16C (and FMA), the OS saving the AVX state */
         g_isa_detected = NSA_CVT_AVX2;
     if (g_isa_detected == NSA_CVT_AVX2 && nsa_cpu_has_avx512())
         g_isa_detected = NSA_CVT_AVX512;
