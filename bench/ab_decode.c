@@ -146,8 +146,9 @@ int main(int argc, char **argv)
         for (w = 0; w < 2; w++) {
             const int lib = (r & 1) ? 1 - w : w; /* A B, B A, A B, ... */
             double t0;
-            for (j = 0; j < (in_cache ? 0 : sn); j++)
-                sink = sink + sb[j];
+            if (!in_cache)
+                for (j = 0; j < sn; j++)
+                    sink = sink + sb[j];
             t0 = bench_now();
             if (run[lib](ctx[lib], &tq, &tk, &tv, &opt, &prm, &to) != NSA_SUCCESS) {
                 fprintf(stderr, "ab_decode: %s failed\n", argv[1 + lib]);

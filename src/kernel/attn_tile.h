@@ -114,13 +114,14 @@ NSA_INTERNAL int nsa_attn_tile_reads_in_place(const nsa_attn_tile *tile);
 
 /* The most query rows for tiles made of units of `like->m` rows (one token's query heads, a
  * query row) with like's shapes, dtypes and block strides: the few-row path's limit when it
- * takes such tiles and BLAS runs AVX2 kernels (on a CPU without AVX-512, only when
- * like->blocks[0].len, the keys per block the tiles will see, is set and at most 128), else
- * `limit`. There the AVX-512 path outruns
- * BLAS even where bigger tiles would share each block among more rows (select attention, 16
- * heads, every four tokens with the same blocks, one thread: 116 -> 58 us per token in bf16,
- * 121 -> 87 in f32, 64-row tiles against 16); OpenBLAS's AVX-512 kernels outrun it (dense
- * flex fp32 with OPENBLAS_CORETYPE=SkylakeX: 173 GFLOP/s on 128-row tiles, 132 on 8). */
+ * takes such tiles and BLAS runs AVX2 kernels, else `limit`. On an AVX-512 CPU that path
+ * outruns BLAS's AVX2 kernels even where bigger tiles would share each block among more rows
+ * (select attention, 16 heads, every four tokens with the same blocks, one thread: 116 -> 58
+ * us per token in bf16, 121 -> 87 in f32, 64-row tiles against 16); OpenBLAS's AVX-512 kernels
+ * outrun it (dense flex fp32 with OPENBLAS_CORETYPE=SkylakeX: 173 GFLOP/s on 128-row tiles,
+ * 132 on 8). On a CPU without AVX-512 its AVX2 loops win only over short blocks: the limit
+ * applies only when like->blocks[0].len, the keys per block the tiles will see, is set and at
+ * most 128 (attn_tile.c). */
 NSA_INTERNAL int32_t nsa_attn_tile_rows(const nsa_attn_tile *like, int32_t limit);
 
 /* Run one tile. `scratch` is 64-byte aligned and at least nsa_attn_scratch_size() bytes. */
