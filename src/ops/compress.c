@@ -10,6 +10,7 @@
 #include "dtype/convert.h"
 #include "kernel/simd.h"
 #include "ops/compress.h"
+#include "ops/compress_avx2.h"
 #include "tensor/tensor.h"
 
 /* Windows per task: a task converts the rows its windows span once (the l - d overlap between
@@ -266,13 +267,20 @@ static void window_tree_portable(const float *const *x, int64_t col, const float
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX512_CLONE 1
+#define HAVE_X86_KERNELS 1
 #include <immintrin.h>
-/* The same loops compiled for AVX-512 (the library's baseline is SSE2); no "fma" so the
- * arithmetic is identical to the portable path. */
+/* The same loops compiled for AVX-512 and for AVX2 (the library's baseline is SSE2); no "fma"
+ * so the arithmetic is identical to the portable path. */
 __attribute__((target("avx512f"))) static void
 window_tree_avx512(const float *const *x, int64_t col, const float *w, int32_t l, int32_t D,
                    float *tmp, float *out)
+{
+    window_tree_body(x, col, w, l, D, tmp, out);
+}
+
+__attribute__((target("avx2"))) static void
+window_tree_avx2(const float *const *x, int64_t col, const float *w, int32_t l, int32_t D,
+                 float *tmp, float *out)
 {
     window_tree_body(x, col, w, l, D, tmp, out);
 }
@@ -449,11 +457,6 @@ FAST_INLINE void fast_store(float *out, fast_pair r, __mmask32 k, int masked, in
  * of the strip loop and spills them (a 512-bit load and store each, per strip). */
 #define FAST_OPAQUE(p) __asm__("" : "+r"(p))
 
-/* One head of one window: x = its row 0 (channel 0), rs = row stride in bytes, w = its l fp32
- * weights; out[0..D) = the window sums. */
-typedef void (*fast_window_fn)(const char *x, ptrdiff_t rs, const float *w, int32_t D,
-                               float *out);
-
 #define FAST_WINDOW(L, A, DT, ES)                                                                \
     FAST_TARGET static void fast_window_##L##_##DT(const char *x, ptrdiff_t rs, const float *w, \
                                                    int32_t D, float *out)                       \
@@ -471,9 +474,6 @@ typedef void (*fast_window_fn)(const char *x, ptrdiff_t rs, const float *w, int3
         }                                                                                        \
     }
 /* Two windows a rows apart (fast_leaf2); out2 takes the second's sums. */
-typedef void (*fast_window2_fn)(const char *x, ptrdiff_t rs, const float *w, int32_t D,
-                                float *out, float *out2);
-
 #define FAST_WINDOW2(L, A, DT, ES)                                                               \
     FAST_TARGET static void fast_window2_##L##_##DT(const char *x, ptrdiff_t rs, const float *w,\
                                                     int32_t D, float *out, float *out2)         \
@@ -512,12 +512,12 @@ FAST_WINDOWS_AND_PAIRS(128, 64)
 
 /* [l / 16 - 1][bf16, f16, f32] */
 #define FAST_ROW(L) {fast_window_##L##_BF16, fast_window_##L##_F16, fast_window_##L##_F32}
-static const fast_window_fn fast_windows[8][3] = {FAST_ROW(16), FAST_ROW(32), FAST_ROW(48),
+static const nsa_compress_window_fn fast_windows[8][3] = {FAST_ROW(16), FAST_ROW(32), FAST_ROW(48),
                                                   FAST_ROW(64), FAST_ROW(80), FAST_ROW(96),
                                                   FAST_ROW(112), FAST_ROW(128)};
 /* [l / 16 - 2][bf16, f16, f32], l >= 32 */
 #define FAST_ROW2(L) {fast_window2_##L##_BF16, fast_window2_##L##_F16, fast_window2_##L##_F32}
-static const fast_window2_fn fast_windows2[7][3] = {FAST_ROW2(32), FAST_ROW2(48), FAST_ROW2(64),
+static const nsa_compress_window2_fn fast_windows2[7][3] = {FAST_ROW2(32), FAST_ROW2(48), FAST_ROW2(64),
                                                     FAST_ROW2(80), FAST_ROW2(96), FAST_ROW2(112),
                                                     FAST_ROW2(128)};
 #endif
@@ -576,13 +576,15 @@ void nsa_compress_force_portable(int on)
     g_force_portable = on;
 }
 
-#ifdef HAVE_AVX512_CLONE
-/* The fused kernel for this input, or NULL where it does not apply (no AVX-512, channels not
- * contiguous, or the portable path forced). l is a multiple of 16 in [16, 128] here. */
-static fast_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
+#ifdef HAVE_X86_KERNELS
+/* The fused kernel for this input, or NULL where it does not apply (neither AVX-512 nor AVX2,
+ * channels not contiguous, or the portable path forced). l is a multiple of 16 in [16, 128]. */
+static nsa_compress_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
 {
-    if (g_force_portable || in->stride[2] != 1 || !nsa_cpu_has_avx512())
+    if (g_force_portable || in->stride[2] != 1)
         return NULL;
+    if (!nsa_cpu_has_avx512())
+        return nsa_compress_avx2_window(l, in->dtype);
     return fast_windows[l / 16 - 1][in->dtype == NSA_DTYPE_BF16  ? 0
                                     : in->dtype == NSA_DTYPE_F16 ? 1
                                                                  : 2];
@@ -590,13 +592,15 @@ static fast_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
 
 /* The pair kernel for this input (its single-window kernel applies and d equals the tree's
  * first half a, the largest power of two below l), or NULL. */
-static fast_window2_fn fast_window2_for(const nsa_tensor *in, int64_t l, int64_t d)
+static nsa_compress_window2_fn fast_window2_for(const nsa_tensor *in, int64_t l, int64_t d)
 {
     int64_t a = 1;
     while (a < l)
         a <<= 1;
     if (!fast_window_for(in, l) || d != a / 2)
         return NULL;
+    if (!nsa_cpu_has_avx512())
+        return nsa_compress_avx2_window2(l, in->dtype);
     return fast_windows2[l / 16 - 2][in->dtype == NSA_DTYPE_BF16  ? 0
                                      : in->dtype == NSA_DTYPE_F16 ? 1
                                                                   : 2];
@@ -607,8 +611,9 @@ static fast_window2_fn fast_window2_for(const nsa_tensor *in, int64_t l, int64_t
  * l - d of them). No software prefetch: the hardware prefetchers alone measured fastest
  * (per-head, sequential and two-window-ahead prefetches were 0-15 % slower), as was running
  * several windows per head. */
-static void fast_task(const compress_job *job, const compress_task *task, fast_window_fn fn,
-                      fast_window2_fn fn2, const float *w, float *orow, float *orow2)
+static void fast_task(const compress_job *job, const compress_task *task,
+                      nsa_compress_window_fn fn, nsa_compress_window2_fn fn2, const float *w,
+                      float *orow, float *orow2)
 {
     const nsa_tensor *in = job->input;
     const int64_t es = (int64_t)nsa_dtype_size(in->dtype), l = job->l, d = job->d;
@@ -644,11 +649,13 @@ static void compress_worker(void *arg, size_t worker)
     int64_t n;
     void (*tree_fn)(const float *const *, int64_t, const float *, int32_t, int32_t, float *,
                     float *) = window_tree_portable;
-#ifdef HAVE_AVX512_CLONE
-    const fast_window_fn fast = fast_window_for(in, job->l);
-    const fast_window2_fn fast2 = fast_window2_for(in, job->l, job->d);
+#ifdef HAVE_X86_KERNELS
+    const nsa_compress_window_fn fast = fast_window_for(in, job->l);
+    const nsa_compress_window2_fn fast2 = fast_window2_for(in, job->l, job->d);
     if (nsa_cpu_has_avx512() && !g_force_portable)
         tree_fn = window_tree_avx512;
+    else if (nsa_cpu_has_avx2() && !g_force_portable)
+        tree_fn = window_tree_avx2;
 #endif
     sl = carve_slice(job->scratch + worker * job->slice_bytes, job->l, job->group, N, job->D);
     for (n = 0; n < N; n++)
@@ -661,7 +668,7 @@ static void compress_worker(void *arg, size_t worker)
         const int64_t row_floats = nh * D;
         int64_t next = 0; /* rows [0, next) of the task are in the ring, slot = row % l */
         int32_t j, i;
-#ifdef HAVE_AVX512_CLONE
+#ifdef HAVE_X86_KERNELS
         if (fast) {
             fast_task(job, task, fast, fast2, sl.w, sl.orow, sl.tree);
             continue;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel/simd.h"
 #include "ops/compress.h"
 #include "test_status.h"
 #include "reliability.h"
@@ -419,18 +420,19 @@ static int is_nan_elem(const void *buf, size_t i, nsa_dtype dt)
     }
 }
 
-/* The fused AVX-512 kernel against the portable ring-and-tree path, bit for bit: every l, several
- * d, D a multiple of 16 or not, 1..20 heads, empty and short segments, every dtype pair,
- * contiguous, padded (unit channel stride, unaligned) and channel-strided inputs, special
- * values, 1 or 2 threads. Where AVX-512 is missing both runs take the portable path. */
-static void fast_matches_portable(void **state)
+/* The fused kernels (AVX-512, or AVX2 with `avx2`) against the portable ring-and-tree path,
+ * bit for bit: every l, several d, D a multiple of 16 or not, 1..20 heads, empty and short
+ * segments, every dtype pair, contiguous, padded (unit channel stride, unaligned) and
+ * channel-strided inputs, special values, 1 or 2 threads. Where the CPU lacks the ISA both runs
+ * take the portable path. */
+static void check_fast_matches_portable(int avx2)
 {
     const nsa_dtype dts[3] = {NSA_DTYPE_BF16, NSA_DTYPE_F16, NSA_DTYPE_F32};
     nsa_context_config cfg = NSA_CONTEXT_CONFIG_INIT;
     nsa_context *ctx2;
     test_rng rng;
     int it;
-    (void)state;
+    nsa_simd_force_avx2(avx2);
     cfg.num_threads = 2;
     assert_int_equal(nsa_context_create(&cfg, &ctx2), NSA_SUCCESS);
     test_rng_seed(&rng, 2024);
@@ -481,6 +483,20 @@ static void fast_matches_portable(void **state)
         free_case(&c);
     }
     nsa_context_destroy(ctx2);
+    nsa_simd_force_avx2(0);
+}
+
+static void fast_matches_portable(void **state)
+{
+    (void)state;
+    check_fast_matches_portable(0);
+}
+
+/* The AVX2 kernels, also on an AVX-512 CPU (nsa_simd_force_avx2). */
+static void fast_matches_portable_avx2(void **state)
+{
+    (void)state;
+    check_fast_matches_portable(1);
 }
 
 /* Rows wider than the op's ring (l * N * D > 2^21 floats) are processed in head groups. */
@@ -745,6 +761,7 @@ int main(void)
         cmocka_unit_test(f16_special_values),
         cmocka_unit_test(randomised),         cmocka_unit_test(head_groups),
         cmocka_unit_test(fast_matches_portable),
+        cmocka_unit_test(fast_matches_portable_avx2),
         cmocka_unit_test(reliability),
         cmocka_unit_test(validation_errors),  cmocka_unit_test(caller_workspace),
     };
