@@ -1,23 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nsa_compress's fused window kernels on AVX2 (compress_avx2.h): compress.c's AVX-512 strip
- * kernels at half the width. Each 16-channel strip of a window's l rows is loaded from the
- * caller's memory, widened in registers and reduced in the kernel's ReduceBlock pairing
- * (leaves w_i x_i + w_(i+a) x_(i+a), then halving), depth first so that the tree stays in
- * registers. No "fma" target: every product and every sum is rounded on its own, as on the
- * portable path, so the results are the same bits.
+ * kernels in 256-bit registers. Each 32-channel strip (a 64-byte line of bf16) of a window's
+ * l rows is loaded from the caller's memory, widened in registers and reduced in the kernel's
+ * ReduceBlock pairing (leaves w_i x_i + w_(i+a) x_(i+a), then halving), depth first so that
+ * the tree stays in registers. No "fma" target: every product and every sum is rounded on its
+ * own, as on the portable path, so the results are the same bits.
  *
- * bf16 strips are widened from one load into the even and the odd channels (a shift and an
- * and) and interleaved back when stored. A last strip of fewer than 16 channels is copied
- * into a zero-padded buffer first (AVX2 has no masked 16-bit loads).
+ * bf16 is widened from one load per 16 channels into the even and the odd channels (a shift
+ * and an and) and interleaved back when stored. A last strip of fewer than 32 channels is
+ * copied into a zero-padded buffer first (AVX2 has no masked 16-bit loads).
  *
- * Measured on a Zen 3 (bf16, l = 32, d = 16, D = 192, one thread): 6.3-6.7 GB/s at N = 16
- * against 3.3 for the portable path. The rest is the L1: rows N * D elements apart (6 KiB)
- * fall in two sets of the 32 KiB 8-way L1, so the second strip of each 64-byte line finds its
- * l + a rows evicted. The same input at N = 15 runs at 17 GB/s. Tried and left out: 32-channel
- * strips (a line per load, but the tree spills: 8 GB/s at N = 16, 5-11 at N = 15); copying a
- * window's rows to a padded buffer first (4-6 GB/s); a tree over whole rows, its partial sums
- * in a stack of rows in L1, leaves in the tree's order (5-7 GB/s, with software prefetch).
+ * Why 32 channels, measured on a Zen 3 (bf16, l = 32, d = 16, one thread, input in L3): rows
+ * N * D elements apart (6 KiB for N = 16, D = 192; 4 KiB for D = 128) fall in one or two sets
+ * of the 32 KiB 8-way L1, so with 16-channel strips the second strip of each line found its
+ * l + a rows evicted: 6.2 GB/s, against 9.3 GB/s with 32-channel strips, whose tree spills a
+ * little (N = 32, D = 128: 5.6 against 8.5). Where rows do not alias (N = 15) 16-channel strips
+ * were faster (14.7 against 11.1 GB/s); head counts are powers of two in the models served.
+ * Tried and left out: copying a window's rows to a padded buffer (4-6 GB/s); a tree over whole
+ * rows, its partial sums in a stack of rows in L1 (5-7 GB/s, with software prefetch).
  */
 #include "ops/compress_avx2.h"
 
@@ -47,13 +48,16 @@
 
 /* 16 channels as two vectors of fp32: bf16's even and odd channels, else the first and the
  * second 8. */
-typedef struct strip {
+typedef struct half {
     __m256 a, b;
+} half;
+typedef struct strip {
+    __m256 a, b, c, d;
 } strip;
 
-INLINE strip load16(const char *p, int dt)
+INLINE half load16(const char *p, int dt)
 {
-    strip r;
+    half r;
     if (dt == NSA_DTYPE_BF16) {
         const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
         r.a = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -68,13 +72,24 @@ INLINE strip load16(const char *p, int dt)
     return r;
 }
 
+INLINE strip load32(const char *p, int dt, int es)
+{
+    const half u = load16(p, dt), v = load16(p + 16 * es, dt);
+    strip r;
+    r.a = u.a, r.b = u.b, r.c = v.a, r.d = v.b;
+    return r;
+}
+
 /* Pins a partial sum where it is computed (compress.c's FAST_KEEP says why). */
-#define KEEP(p) __asm__("" : "+x"((p).a), "+x"((p).b))
+#define ES_OF(dt) ((dt) == NSA_DTYPE_F32 ? 4 : 2)
+#define KEEP(p) __asm__("" : "+x"((p).a), "+x"((p).b), "+x"((p).c), "+x"((p).d))
 
 INLINE strip scale(__m256 w, strip x)
 {
     x.a = _mm256_mul_ps(w, x.a);
     x.b = _mm256_mul_ps(w, x.b);
+    x.c = _mm256_mul_ps(w, x.c);
+    x.d = _mm256_mul_ps(w, x.d);
     return x;
 }
 
@@ -82,6 +97,8 @@ INLINE strip join(strip u, strip v)
 {
     u.a = _mm256_add_ps(u.a, v.a);
     u.b = _mm256_add_ps(u.b, v.b);
+    u.c = _mm256_add_ps(u.c, v.c);
+    u.d = _mm256_add_ps(u.d, v.d);
     KEEP(u);
     return u;
 }
@@ -89,9 +106,9 @@ INLINE strip join(strip u, strip v)
 /* Level 0: t_i = w_i x_i + w_(i+a) x_(i+a) (just w_i x_i when i + a >= l). */
 INLINE strip leaf(const char *x, ptrdiff_t rs, const float *w, int i, int a, int l, int dt)
 {
-    strip p = scale(_mm256_set1_ps(w[i]), load16(x + i * rs, dt));
+    strip p = scale(_mm256_set1_ps(w[i]), load32(x + i * rs, dt, ES_OF(dt)));
     if (i + a < l)
-        return join(p, scale(_mm256_set1_ps(w[i + a]), load16(x + (i + a) * rs, dt)));
+        return join(p, scale(_mm256_set1_ps(w[i + a]), load32(x + (i + a) * rs, dt, ES_OF(dt))));
     KEEP(p);
     return p;
 }
@@ -111,15 +128,15 @@ INLINE two join2(two u, two v)
 INLINE two leaf2(const char *x, ptrdiff_t rs, const float *w, int i, int a, int l, int dt)
 {
     const __m256 wi = _mm256_set1_ps(w[i]);
-    const strip x1 = load16(x + (i + a) * rs, dt);
+    const strip x1 = load32(x + (i + a) * rs, dt, ES_OF(dt));
     two t;
-    t.p = scale(wi, load16(x + i * rs, dt));
+    t.p = scale(wi, load32(x + i * rs, dt, ES_OF(dt)));
     t.q = scale(wi, x1);
     if (i + a < l) {
         const __m256 wj = _mm256_set1_ps(w[i + a]);
         two u;
         u.p = scale(wj, x1);
-        u.q = scale(wj, load16(x + (i + 2 * a) * rs, dt));
+        u.q = scale(wj, load32(x + (i + 2 * a) * rs, dt, ES_OF(dt)));
         return join2(t, u);
     }
     KEEP(t.p);
@@ -154,15 +171,21 @@ NODES(strip, node, leaf, join)
 NODES(two, node2_, leaf2, join2)
 
 /* The 16 sums of a strip in channel order (bf16's even and odd channels interleaved back). */
-INLINE void store16(float *out, strip r, int dt)
+INLINE void store16(float *out, __m256 a, __m256 b, int dt)
 {
     if (dt == NSA_DTYPE_BF16) {
-        const __m256 lo = _mm256_unpacklo_ps(r.a, r.b), hi = _mm256_unpackhi_ps(r.a, r.b);
-        r.a = _mm256_permute2f128_ps(lo, hi, 0x20);
-        r.b = _mm256_permute2f128_ps(lo, hi, 0x31);
+        const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
+        a = _mm256_permute2f128_ps(lo, hi, 0x20);
+        b = _mm256_permute2f128_ps(lo, hi, 0x31);
     }
-    _mm256_storeu_ps(out, r.a);
-    _mm256_storeu_ps(out + 8, r.b);
+    _mm256_storeu_ps(out, a);
+    _mm256_storeu_ps(out + 8, b);
+}
+
+INLINE void store32(float *out, strip r, int dt)
+{
+    store16(out, r.a, r.b, dt);
+    store16(out + 16, r.c, r.d, dt);
 }
 
 /* Hides a pointer from the optimiser, which would otherwise hoist the l weight broadcasts out
@@ -173,13 +196,13 @@ INLINE void store16(float *out, strip r, int dt)
 INLINE void tail(const char *x, ptrdiff_t rs, const float *w, int32_t n, float *out, int L, int A,
                  int dt, int es)
 {
-    char pad[128 * 16 * 4];
-    float sums[16];
+    char pad[128 * 32 * 4];
+    float sums[32];
     int i;
-    memset(pad, 0, (size_t)(L * 16 * es));
+    memset(pad, 0, (size_t)(L * 32 * es));
     for (i = 0; i < L; i++)
-        memcpy(pad + i * 16 * es, x + i * rs, (size_t)(n * es));
-    store16(sums, node1(pad, 16 * es, w, 0, A, L, dt), dt);
+        memcpy(pad + i * 32 * es, x + i * rs, (size_t)(n * es));
+    store32(sums, node1(pad, 32 * es, w, 0, A, L, dt), dt);
     memcpy(out, sums, (size_t)n * sizeof(float));
 }
 
@@ -189,10 +212,10 @@ INLINE void tail(const char *x, ptrdiff_t rs, const float *w, int32_t n, float *
     {                                                                                            \
         const int dt = NSA_DTYPE_##DT;                                                           \
         int32_t e;                                                                               \
-        for (e = 0; e + 16 <= D; e += 16) {                                                      \
+        for (e = 0; e + 32 <= D; e += 32) {                                                      \
             const float *wv = w;                                                                 \
             OPAQUE(wv);                                                                          \
-            store16(out + e, node1(x + e * ES, rs, wv, 0, A, L, dt), dt);                        \
+            store32(out + e, node1(x + e * ES, rs, wv, 0, A, L, dt), dt);                        \
         }                                                                                        \
         if (e < D)                                                                               \
             tail(x + e * ES, rs, w, D - e, out + e, L, A, dt, ES);                               \
@@ -204,12 +227,12 @@ INLINE void tail(const char *x, ptrdiff_t rs, const float *w, int32_t n, float *
         const int dt = NSA_DTYPE_##DT;                                                           \
         two t;                                                                                   \
         int32_t e;                                                                               \
-        for (e = 0; e + 16 <= D; e += 16) {                                                      \
+        for (e = 0; e + 32 <= D; e += 32) {                                                      \
             const float *wv = w;                                                                 \
             OPAQUE(wv);                                                                          \
             t = node2_1(x + e * ES, rs, wv, 0, A, L, dt);                                        \
-            store16(out + e, t.p, dt);                                                           \
-            store16(out2 + e, t.q, dt);                                                          \
+            store32(out + e, t.p, dt);                                                           \
+            store32(out2 + e, t.q, dt);                                                          \
         }                                                                                        \
         if (e < D) {                                                                             \
             tail(x + e * ES, rs, w, D - e, out + e, L, A, dt, ES);                               \
