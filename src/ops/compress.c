@@ -189,9 +189,9 @@ typedef struct compress_job {
 
 /* One worker's scratch, carved in floats: a ring of the last l converted input rows (the
  * heads of one group, [l][group][D]), the weights [N][l], the tree buffer (on the fused path
- * the second output row of a window pair) and one output row,
- * plus the l row pointers of the current window. Rows are converted once, read in memory order (whole rows,
- * so the hardware prefetchers stream them), and reused by the l/d windows that share them. */
+ * the second output row of a window pair) and one output row, plus the l row pointers of the
+ * current window. Rows are converted once, read in memory order (whole rows, so the hardware
+ * prefetchers stream them), and reused by the l/d windows that share them. */
 typedef struct compress_slice {
     float *ring, *w, *tree, *orow;
     const float **rows;
@@ -512,14 +512,14 @@ FAST_WINDOWS_AND_PAIRS(128, 64)
 
 /* [l / 16 - 1][bf16, f16, f32] */
 #define FAST_ROW(L) {fast_window_##L##_BF16, fast_window_##L##_F16, fast_window_##L##_F32}
-static const nsa_compress_window_fn fast_windows[8][3] = {FAST_ROW(16), FAST_ROW(32), FAST_ROW(48),
-                                                  FAST_ROW(64), FAST_ROW(80), FAST_ROW(96),
-                                                  FAST_ROW(112), FAST_ROW(128)};
+static const nsa_compress_window_fn fast_windows[8][3] = {
+    FAST_ROW(16), FAST_ROW(32), FAST_ROW(48),  FAST_ROW(64),
+    FAST_ROW(80), FAST_ROW(96), FAST_ROW(112), FAST_ROW(128)};
 /* [l / 16 - 2][bf16, f16, f32], l >= 32 */
 #define FAST_ROW2(L) {fast_window2_##L##_BF16, fast_window2_##L##_F16, fast_window2_##L##_F32}
-static const nsa_compress_window2_fn fast_windows2[7][3] = {FAST_ROW2(32), FAST_ROW2(48), FAST_ROW2(64),
-                                                    FAST_ROW2(80), FAST_ROW2(96), FAST_ROW2(112),
-                                                    FAST_ROW2(128)};
+static const nsa_compress_window2_fn fast_windows2[7][3] = {
+    FAST_ROW2(32), FAST_ROW2(48),  FAST_ROW2(64), FAST_ROW2(80),
+    FAST_ROW2(96), FAST_ROW2(112), FAST_ROW2(128)};
 #endif
 
 /* Convert heads [h0, h0 + nh) of input row `row` into dst ([nh][D]). */
@@ -577,6 +577,12 @@ void nsa_compress_force_portable(int on)
 }
 
 #ifdef HAVE_X86_KERNELS
+/* The column of fast_windows / fast_windows2 for an input dtype. */
+static int fast_column(nsa_dtype dt)
+{
+    return dt == NSA_DTYPE_BF16 ? 0 : dt == NSA_DTYPE_F16 ? 1 : 2;
+}
+
 /* The fused kernel for this input, or NULL where it does not apply (neither AVX-512 nor AVX2,
  * channels not contiguous, or the portable path forced). l is a multiple of 16 in [16, 128]. */
 static nsa_compress_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
@@ -585,9 +591,7 @@ static nsa_compress_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
         return NULL;
     if (!nsa_cpu_has_avx512())
         return nsa_compress_avx2_window(l, in->dtype);
-    return fast_windows[l / 16 - 1][in->dtype == NSA_DTYPE_BF16  ? 0
-                                    : in->dtype == NSA_DTYPE_F16 ? 1
-                                                                 : 2];
+    return fast_windows[l / 16 - 1][fast_column(in->dtype)];
 }
 
 /* The pair kernel for this input (its single-window kernel applies and d equals the tree's
@@ -601,9 +605,7 @@ static nsa_compress_window2_fn fast_window2_for(const nsa_tensor *in, int64_t l,
         return NULL;
     if (!nsa_cpu_has_avx512())
         return nsa_compress_avx2_window2(l, in->dtype);
-    return fast_windows2[l / 16 - 2][in->dtype == NSA_DTYPE_BF16  ? 0
-                                     : in->dtype == NSA_DTYPE_F16 ? 1
-                                                                  : 2];
+    return fast_windows2[l / 16 - 2][fast_column(in->dtype)];
 }
 
 /* One task on the fused kernel: windows (in pairs where fn2 applies) -> heads -> strips,
