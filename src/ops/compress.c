@@ -577,7 +577,8 @@ void nsa_compress_force_portable(int on)
 }
 
 #ifdef HAVE_X86_KERNELS
-/* The column of fast_windows / fast_windows2 for an input dtype. */
+/* The column of the kernel tables (fast_windows, fast_windows2, and compress_avx2.c's) for an
+ * input dtype. */
 static int fast_column(nsa_dtype dt)
 {
     return dt == NSA_DTYPE_BF16 ? 0 : dt == NSA_DTYPE_F16 ? 1 : 2;
@@ -590,7 +591,7 @@ static nsa_compress_window_fn fast_window_for(const nsa_tensor *in, int64_t l)
     if (g_force_portable || in->stride[2] != 1)
         return NULL;
     if (!nsa_cpu_has_avx512())
-        return nsa_compress_avx2_window(l, in->dtype);
+        return nsa_compress_avx2_window(l, fast_column(in->dtype));
     return fast_windows[l / 16 - 1][fast_column(in->dtype)];
 }
 
@@ -604,7 +605,7 @@ static nsa_compress_window2_fn fast_window2_for(const nsa_tensor *in, int64_t l,
     if (!fast_window_for(in, l) || d != a / 2)
         return NULL;
     if (!nsa_cpu_has_avx512())
-        return nsa_compress_avx2_window2(l, in->dtype);
+        return nsa_compress_avx2_window2(l, fast_column(in->dtype));
     return fast_windows2[l / 16 - 2][fast_column(in->dtype)];
 }
 

@@ -47,13 +47,15 @@
 #endif
 
 /* 16 channels as two vectors of fp32: bf16's even and odd channels, else the first and the
- * second 8. */
+ * second 8. A strip is two halves: 32 channels. */
 typedef struct half {
     __m256 a, b;
 } half;
 typedef struct strip {
     __m256 a, b, c, d;
 } strip;
+
+#define ES_OF(dt) ((dt) == NSA_DTYPE_F32 ? 4 : 2)
 
 INLINE half load16(const char *p, int dt)
 {
@@ -72,16 +74,15 @@ INLINE half load16(const char *p, int dt)
     return r;
 }
 
-INLINE strip load32(const char *p, int dt, int es)
+INLINE strip load32(const char *p, int dt)
 {
-    const half u = load16(p, dt), v = load16(p + 16 * es, dt);
+    const half u = load16(p, dt), v = load16(p + 16 * ES_OF(dt), dt);
     strip r;
     r.a = u.a, r.b = u.b, r.c = v.a, r.d = v.b;
     return r;
 }
 
 /* Pins a partial sum where it is computed (compress.c's FAST_KEEP says why). */
-#define ES_OF(dt) ((dt) == NSA_DTYPE_F32 ? 4 : 2)
 #define KEEP(p) __asm__("" : "+x"((p).a), "+x"((p).b), "+x"((p).c), "+x"((p).d))
 
 INLINE strip scale(__m256 w, strip x)
@@ -106,9 +107,9 @@ INLINE strip join(strip u, strip v)
 /* Level 0: t_i = w_i x_i + w_(i+a) x_(i+a) (just w_i x_i when i + a >= l). */
 INLINE strip leaf(const char *x, ptrdiff_t rs, const float *w, int i, int a, int l, int dt)
 {
-    strip p = scale(_mm256_set1_ps(w[i]), load32(x + i * rs, dt, ES_OF(dt)));
+    strip p = scale(_mm256_set1_ps(w[i]), load32(x + i * rs, dt));
     if (i + a < l)
-        return join(p, scale(_mm256_set1_ps(w[i + a]), load32(x + (i + a) * rs, dt, ES_OF(dt))));
+        return join(p, scale(_mm256_set1_ps(w[i + a]), load32(x + (i + a) * rs, dt)));
     KEEP(p);
     return p;
 }
@@ -128,15 +129,15 @@ INLINE two join2(two u, two v)
 INLINE two leaf2(const char *x, ptrdiff_t rs, const float *w, int i, int a, int l, int dt)
 {
     const __m256 wi = _mm256_set1_ps(w[i]);
-    const strip x1 = load32(x + (i + a) * rs, dt, ES_OF(dt));
+    const strip x1 = load32(x + (i + a) * rs, dt);
     two t;
-    t.p = scale(wi, load32(x + i * rs, dt, ES_OF(dt)));
+    t.p = scale(wi, load32(x + i * rs, dt));
     t.q = scale(wi, x1);
     if (i + a < l) {
         const __m256 wj = _mm256_set1_ps(w[i + a]);
         two u;
         u.p = scale(wj, x1);
-        u.q = scale(wj, load32(x + (i + 2 * a) * rs, dt, ES_OF(dt)));
+        u.q = scale(wj, load32(x + (i + 2 * a) * rs, dt));
         return join2(t, u);
     }
     KEEP(t.p);
@@ -170,7 +171,7 @@ INLINE two leaf2(const char *x, ptrdiff_t rs, const float *w, int i, int a, int 
 NODES(strip, node, leaf, join)
 NODES(two, node2_, leaf2, join2)
 
-/* The 16 sums of a strip in channel order (bf16's even and odd channels interleaved back). */
+/* The 16 sums of a half in channel order (bf16's even and odd channels interleaved back). */
 INLINE void store16(float *out, __m256 a, __m256 b, int dt)
 {
     if (dt == NSA_DTYPE_BF16) {
@@ -192,10 +193,11 @@ INLINE void store32(float *out, strip r, int dt)
  * of the strip loop and spill them. */
 #define OPAQUE(p) __asm__("" : "+r"(p))
 
-/* The last n < 16 channels of one window: its l rows copied into a zero-padded buffer. */
+/* The last n < 32 channels of one window: its l rows copied into a zero-padded buffer. */
 INLINE void tail(const char *x, ptrdiff_t rs, const float *w, int32_t n, float *out, int L, int A,
-                 int dt, int es)
+                 int dt)
 {
+    const int es = ES_OF(dt);
     char pad[128 * 32 * 4];
     float sums[32];
     int i;
@@ -206,42 +208,42 @@ INLINE void tail(const char *x, ptrdiff_t rs, const float *w, int32_t n, float *
     memcpy(out, sums, (size_t)n * sizeof(float));
 }
 
-#define WINDOW(L, A, DT, ES)                                                                     \
+#define WINDOW(L, A, DT)                                                                         \
     TARGET static void window_##L##_##DT(const char *x, ptrdiff_t rs, const float *w, int32_t D, \
                                          float *out)                                             \
     {                                                                                            \
-        const int dt = NSA_DTYPE_##DT;                                                           \
+        const int dt = NSA_DTYPE_##DT, es = ES_OF(dt);                                           \
         int32_t e;                                                                               \
         for (e = 0; e + 32 <= D; e += 32) {                                                      \
             const float *wv = w;                                                                 \
             OPAQUE(wv);                                                                          \
-            store32(out + e, node1(x + e * ES, rs, wv, 0, A, L, dt), dt);                        \
+            store32(out + e, node1(x + e * es, rs, wv, 0, A, L, dt), dt);                        \
         }                                                                                        \
         if (e < D)                                                                               \
-            tail(x + e * ES, rs, w, D - e, out + e, L, A, dt, ES);                               \
+            tail(x + e * es, rs, w, D - e, out + e, L, A, dt);                                   \
     }
-#define WINDOW2(L, A, DT, ES)                                                                    \
+#define WINDOW2(L, A, DT)                                                                        \
     TARGET static void window2_##L##_##DT(const char *x, ptrdiff_t rs, const float *w,          \
                                           int32_t D, float *out, float *out2)                    \
     {                                                                                            \
-        const int dt = NSA_DTYPE_##DT;                                                           \
+        const int dt = NSA_DTYPE_##DT, es = ES_OF(dt);                                           \
         two t;                                                                                   \
         int32_t e;                                                                               \
         for (e = 0; e + 32 <= D; e += 32) {                                                      \
             const float *wv = w;                                                                 \
             OPAQUE(wv);                                                                          \
-            t = node2_1(x + e * ES, rs, wv, 0, A, L, dt);                                        \
+            t = node2_1(x + e * es, rs, wv, 0, A, L, dt);                                        \
             store32(out + e, t.p, dt);                                                           \
             store32(out2 + e, t.q, dt);                                                          \
         }                                                                                        \
         if (e < D) {                                                                             \
-            tail(x + e * ES, rs, w, D - e, out + e, L, A, dt, ES);                               \
-            tail(x + (A * rs) + e * ES, rs, w, D - e, out2 + e, L, A, dt, ES);                   \
+            tail(x + e * es, rs, w, D - e, out + e, L, A, dt);                                   \
+            tail(x + (A * rs) + e * es, rs, w, D - e, out2 + e, L, A, dt);                       \
         }                                                                                        \
     }
-#define WINDOWS(L, A) WINDOW(L, A, BF16, 2) WINDOW(L, A, F16, 2) WINDOW(L, A, F32, 4)
+#define WINDOWS(L, A) WINDOW(L, A, BF16) WINDOW(L, A, F16) WINDOW(L, A, F32)
 #define WINDOWS_AND_PAIRS(L, A)                                                                  \
-    WINDOWS(L, A) WINDOW2(L, A, BF16, 2) WINDOW2(L, A, F16, 2) WINDOW2(L, A, F32, 4)
+    WINDOWS(L, A) WINDOW2(L, A, BF16) WINDOW2(L, A, F16) WINDOW2(L, A, F32)
 WINDOWS(16, 8)
 WINDOWS_AND_PAIRS(32, 16)
 WINDOWS_AND_PAIRS(48, 32)
@@ -258,31 +260,26 @@ static const nsa_compress_window_fn windows[8][3] = {ROW(16), ROW(32),  ROW(48),
 static const nsa_compress_window2_fn windows2[7][3] = {ROW2(32), ROW2(48),  ROW2(64), ROW2(80),
                                                        ROW2(96), ROW2(112), ROW2(128)};
 
-static int dtype_index(int dtype)
+nsa_compress_window_fn nsa_compress_avx2_window(int64_t l, int column)
 {
-    return dtype == NSA_DTYPE_BF16 ? 0 : dtype == NSA_DTYPE_F16 ? 1 : 2;
+    return nsa_cpu_has_avx2() ? windows[l / 16 - 1][column] : NULL;
 }
 
-nsa_compress_window_fn nsa_compress_avx2_window(int64_t l, int dtype)
+nsa_compress_window2_fn nsa_compress_avx2_window2(int64_t l, int column)
 {
-    return nsa_cpu_has_avx2() ? windows[l / 16 - 1][dtype_index(dtype)] : NULL;
-}
-
-nsa_compress_window2_fn nsa_compress_avx2_window2(int64_t l, int dtype)
-{
-    return nsa_cpu_has_avx2() && l >= 32 ? windows2[l / 16 - 2][dtype_index(dtype)] : NULL;
+    return nsa_cpu_has_avx2() && l >= 32 ? windows2[l / 16 - 2][column] : NULL;
 }
 
 #else
-nsa_compress_window_fn nsa_compress_avx2_window(int64_t l, int dtype)
+nsa_compress_window_fn nsa_compress_avx2_window(int64_t l, int column)
 {
-    (void)l, (void)dtype;
+    (void)l, (void)column;
     return NULL;
 }
 
-nsa_compress_window2_fn nsa_compress_avx2_window2(int64_t l, int dtype)
+nsa_compress_window2_fn nsa_compress_avx2_window2(int64_t l, int column)
 {
-    (void)l, (void)dtype;
+    (void)l, (void)column;
     return NULL;
 }
 #endif

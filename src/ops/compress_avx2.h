@@ -18,9 +18,10 @@ typedef void (*nsa_compress_window_fn)(const char *x, ptrdiff_t rs, const float 
 typedef void (*nsa_compress_window2_fn)(const char *x, ptrdiff_t rs, const float *w, int32_t D,
                                         float *out, float *out2);
 
-/* The kernels for l (a multiple of 16 in [16, 128]) and the input dtype (bf16, f16, f32), or
- * NULL when this CPU lacks AVX2 / F16C (window2: also for l = 16, which has no pair). */
-NSA_INTERNAL nsa_compress_window_fn nsa_compress_avx2_window(int64_t l, int dtype);
-NSA_INTERNAL nsa_compress_window2_fn nsa_compress_avx2_window2(int64_t l, int dtype);
+/* The kernels for l (a multiple of 16 in [16, 128]) and the input dtype's column (0 bf16, 1 f16,
+ * 2 f32, as in compress.c's tables), or NULL when this CPU lacks AVX2 / F16C (window2: also
+ * for l = 16, which has no pair). */
+NSA_INTERNAL nsa_compress_window_fn nsa_compress_avx2_window(int64_t l, int column);
+NSA_INTERNAL nsa_compress_window2_fn nsa_compress_avx2_window2(int64_t l, int column);
 
 #endif /* NSA_OPS_COMPRESS_AVX2_H */
