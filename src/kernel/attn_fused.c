@@ -1140,33 +1140,44 @@ void nsa_fused_finish(const nsa_attn_tile *tile, float *o)
 #endif
 }
 
-int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
+int nsa_fused_side_by_side(const nsa_attn_tile *tiles, int32_t count)
 {
-#ifdef NSA_FUSED_X86
     const nsa_attn_tile *lead = &tiles[0];
-    const int32_t d = lead->d;
+    const int32_t d = lead->d, dv = lead->dv;
     const int64_t es = (int64_t)nsa_dtype_size(lead->kv_dtype);
     int32_t t, b;
-    if (count < 2 || d > 192 || !nsa_cpu_has_avx512())
+    if (count < 2)
         return 0;
     for (t = 0; t < count; t++)
-        if (tiles[t].m != 4 || tiles[t].d != d || tiles[t].dv != 128 ||
-            tiles[t].kv_dtype != lead->kv_dtype || tiles[t].scale != lead->scale ||
-            !(nsa_fused_uses_bf16_dot(&tiles[t]) || tiles[t].kv_dtype == NSA_DTYPE_I8))
+        if (tiles[t].d != d || tiles[t].dv != dv || tiles[t].kv_dtype != lead->kv_dtype)
             return 0;
     for (b = 0; b < lead->nblocks; b++) {
         const nsa_kv_block *l = &lead->blocks[b];
-        if (l->k_row_stride < (int64_t)count * d || l->v_row_stride < (int64_t)count * 128)
+        if (l->k_row_stride < (int64_t)count * d || l->v_row_stride < (int64_t)count * dv)
             return 0;
         for (t = 1; t < count; t++) {
             const nsa_kv_block *x = &tiles[t].blocks[b];
             if (x->k != (const void *)((const char *)l->k + (int64_t)t * d * es) ||
-                x->v != (const void *)((const char *)l->v + (int64_t)t * 128 * es) ||
+                x->v != (const void *)((const char *)l->v + (int64_t)t * dv * es) ||
                 x->k_row_stride != l->k_row_stride || x->v_row_stride != l->v_row_stride)
                 return 0;
         }
     }
     return 1;
+}
+
+int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count)
+{
+#ifdef NSA_FUSED_X86
+    const nsa_attn_tile *lead = &tiles[0];
+    int32_t t;
+    if (count < 2 || lead->d > 192 || !nsa_cpu_has_avx512())
+        return 0;
+    for (t = 0; t < count; t++)
+        if (tiles[t].m != 4 || tiles[t].dv != 128 || tiles[t].scale != lead->scale ||
+            !(nsa_fused_uses_bf16_dot(&tiles[t]) || tiles[t].kv_dtype == NSA_DTYPE_I8))
+            return 0;
+    return nsa_fused_side_by_side(tiles, count);
 #else
     (void)tiles, (void)count;
     return 0;

@@ -60,10 +60,12 @@ NSA_INTERNAL void nsa_fused_accumulate(const nsa_attn_tile *tile, const float *p
                                        const nsa_kv_block *blk, const nsa_kv_block *next,
                                        int32_t j0, int32_t n, float *o);
 
-/* 1 when `count` (>= 2) tiles can run heads-in-lockstep (the two calls below): four rows, bf16
- * dot products or int8 K/V, d <= 192, dv 128, one scale, and in every block each tile's K and
- * V rows right after the previous tile's in the same token row (the kv heads of a BSH/BSND
+/* 1 when `count` (>= 2) tiles share d, dv and kv_dtype and in every block each tile's K and V
+ * rows come right after the previous tile's in the same token row (the kv heads of a BSH/BSND
  * cache or page). */
+NSA_INTERNAL int nsa_fused_side_by_side(const nsa_attn_tile *tiles, int32_t count);
+/* 1 when `count` (>= 2) tiles can run heads-in-lockstep (the two calls below): four rows, bf16
+ * dot products or int8 K/V, d <= 192, dv 128, one scale, side by side (above); AVX-512 only. */
 NSA_INTERNAL int nsa_fused_heads_usable(const nsa_attn_tile *tiles, int32_t count);
 /* nsa_fused_scores of every tile on keys [j0, j0 + n) of its block b, a few keys of one head
  * after another, with the group's token rows prefetched whole; s[t] is tile t's scores, q[t]

@@ -391,7 +391,9 @@ static void few_row_tiles_avx2(void **state)
  * reference, and bit for bit the same as each tile run alone (incre_flash_attention's result
  * must not depend on how many heads a worker groups). Each tile has its own data; the blocks'
  * lengths are shared. Cases: several chunks per block and chunks ending inside blocks, masks,
- * bf16 / int8 / f32 K/V, and rows beyond the few-row path (the BLAS fallback). */
+ * bf16 / int8 / f32 K/V, and rows beyond the few-row path (the BLAS fallback); each once with
+ * the tiles' rows apart and once side by side in token rows (a BSH cache: the heads loops on
+ * AVX-512, turns of a few keys on AVX2). */
 static const kcase group_cases[] = {
     {4, 128, 128, 3, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_BF16},
     {4, 128, 128, 4, 96, NSA_DTYPE_I8, NSA_DTYPE_F32, 1, 2, NSA_DTYPE_F32},
@@ -400,23 +402,56 @@ static const kcase group_cases[] = {
     {20, 64, 64, 2, 64, NSA_DTYPE_BF16, NSA_DTYPE_F32, 1, 1, NSA_DTYPE_F32},
 };
 
+/* Moves the K and V rows of `count` fixtures with the same block lengths into one buffer each,
+ * where every token row holds the fixtures' rows side by side (the kv heads of a BSH cache);
+ * *kbuf and *vbuf get the buffers to free. */
+static void side_by_side(kfixture *f, int count, void **kbuf, void **vbuf)
+{
+    const kcase *kc = f[0].kc;
+    const size_t es = nsa_dtype_size(kc->kv_dtype), krow = (size_t)kc->d * es,
+                 vrow = (size_t)kc->dv * es;
+    char *k = malloc((size_t)f[0].total * count * krow), *v = malloc((size_t)f[0].total * count * vrow);
+    int t, j, b;
+    assert_non_null(k);
+    assert_non_null(v);
+    for (t = 0; t < count; t++) {
+        for (j = 0; j < f[t].total; j++) {
+            memcpy(k + ((size_t)j * count + t) * krow, (char *)f[t].kraw + (size_t)j * krow, krow);
+            memcpy(v + ((size_t)j * count + t) * vrow, (char *)f[t].vraw + (size_t)j * vrow, vrow);
+        }
+        for (b = 0; b < kc->nblocks; b++) {
+            nsa_kv_block *blk = &f[t].blocks[b];
+            blk->k = k + ((size_t)blk->kv_start * count + t) * krow;
+            blk->v = v + ((size_t)blk->kv_start * count + t) * vrow;
+            blk->k_row_stride = (int64_t)kc->d * count;
+            blk->v_row_stride = (int64_t)kc->dv * count;
+        }
+    }
+    *kbuf = k;
+    *vbuf = v;
+}
+
 static void group_lockstep(void **state)
 {
     enum { COUNT = 5 };
     size_t i;
     (void)state;
-    for (i = 0; i < sizeof group_cases / sizeof group_cases[0]; i++) {
-        const kcase *kc = &group_cases[i];
+    for (i = 0; i < 2 * (sizeof group_cases / sizeof group_cases[0]); i++) {
+        const size_t ncases = sizeof group_cases / sizeof group_cases[0];
+        const kcase *kc = &group_cases[i % ncases];
         const size_t obytes = (size_t)kc->m * kc->dv * nsa_dtype_size(kc->o_dtype);
         kfixture f[COUNT];
         nsa_attn_tile tiles[COUNT];
-        void *scratch = NULL, *saved = malloc(obytes);
+        void *scratch = NULL, *saved = malloc(obytes), *kbuf = NULL, *vbuf = NULL;
         float stats[3 * 32];
         int t;
-        for (t = 0; t < COUNT; t++) {
-            make_case(&f[t], kc, 9000u * (i + 1) + (uint64_t)t, 77u + i);
+        for (t = 0; t < COUNT; t++)
+            make_case(&f[t], kc, 9000u * (i + 1) + (uint64_t)t, 77u + i % ncases);
+        if (i >= ncases) /* the second round: the tiles' rows side by side */
+            side_by_side(f, COUNT, &kbuf, &vbuf);
+        for (t = 0; t < COUNT; t++)
             tiles[t] = f[t].tile;
-        }
+        assert_int_equal(nsa_fused_side_by_side(tiles, COUNT), i >= ncases);
         assert_int_equal(posix_memalign(&scratch, 64,
                                         nsa_attn_group_scratch_size(COUNT, kc->m, kc->d, kc->dv,
                                                                     kc->chunk)),
@@ -437,6 +472,8 @@ static void group_lockstep(void **state)
         }
         free(scratch);
         free(saved);
+        free(kbuf);
+        free(vbuf);
     }
 }
 
