@@ -258,14 +258,6 @@ static const nsa_kv_block *read_next(const nsa_attn_tile *tiles, int32_t count, 
     return b + 1 < tiles[0].nblocks ? &tiles[0].blocks[b + 1] : NULL;
 }
 
-/* The few-row path (see attn_fused.c) for `count` tiles with the same blocks' lengths: no BLAS,
- * K and V read in place. A chunk of up to kc keys may span blocks (the pages of a paged cache),
- * so that the loops switch between K and V once per kc keys: each switch restarts the hardware
- * prefetchers' streams, and bf16 decode from DRAM ran at 20-21 GB/s on one thread with 128-key
- * chunks, 23-26 with 1024. Each piece of a chunk is read for every tile before the next piece,
- * so tiles whose keys lie side by side (the kv heads of a page) are read in address order;
- * tiles whose rows share token rows (BSH/BSND) go a few keys at a time through the piece
- * (nsa_fused_heads_usable). */
 /* Keys per turn of tiles side by side (the kv heads of a BSH cache row) on AVX2 CPUs: a turn of
  * the whole piece reads each head's slice of 1024 token rows, 2 MiB apart from the next
  * head's reads, so that every row comes from L3 once per head. bf16 BSH decode, Zen 3, one
@@ -274,6 +266,15 @@ static const nsa_kv_block *read_next(const nsa_attn_tile *tiles, int32_t count, 
 #ifndef SIDE_BY_SIDE_KEYS
 #define SIDE_BY_SIDE_KEYS 8
 #endif
+
+/* The few-row path (see attn_fused.c) for `count` tiles with the same blocks' lengths: no BLAS,
+ * K and V read in place. A chunk of up to kc keys may span blocks (the pages of a paged cache),
+ * so that the loops switch between K and V once per kc keys: each switch restarts the hardware
+ * prefetchers' streams, and bf16 decode from DRAM ran at 20-21 GB/s on one thread with 128-key
+ * chunks, 23-26 with 1024. Each piece of a chunk is read for every tile before the next piece,
+ * so tiles whose keys lie side by side (the kv heads of a page) are read in address order;
+ * tiles whose rows share token rows (BSH/BSND) go a few keys at a time through the piece
+ * (nsa_fused_heads_usable on AVX-512, turns of SIDE_BY_SIDE_KEYS on AVX2). */
 static void run_fused(const nsa_attn_tile *tiles, int32_t count, tile_scratch *sc,
                       const uint16_t *const *qb, int32_t kc)
 {
