@@ -410,7 +410,8 @@ static void side_by_side(kfixture *f, int count, void **kbuf, void **vbuf)
     const kcase *kc = f[0].kc;
     const size_t es = nsa_dtype_size(kc->kv_dtype), krow = (size_t)kc->d * es,
                  vrow = (size_t)kc->dv * es;
-    char *k = malloc((size_t)f[0].total * count * krow), *v = malloc((size_t)f[0].total * count * vrow);
+    const size_t rows = (size_t)f[0].total * (size_t)count;
+    char *k = malloc(rows * krow), *v = malloc(rows * vrow);
     int t, j, b;
     assert_non_null(k);
     assert_non_null(v);
@@ -434,10 +435,10 @@ static void side_by_side(kfixture *f, int count, void **kbuf, void **vbuf)
 static void group_lockstep(void **state)
 {
     enum { COUNT = 5 };
+    const size_t ncases = sizeof group_cases / sizeof group_cases[0];
     size_t i;
     (void)state;
-    for (i = 0; i < 2 * (sizeof group_cases / sizeof group_cases[0]); i++) {
-        const size_t ncases = sizeof group_cases / sizeof group_cases[0];
+    for (i = 0; i < 2 * ncases; i++) {
         const kcase *kc = &group_cases[i % ncases];
         const size_t obytes = (size_t)kc->m * kc->dv * nsa_dtype_size(kc->o_dtype);
         kfixture f[COUNT];
